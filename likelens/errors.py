@@ -1,0 +1,58 @@
+"""One error hierarchy, caught once in the CLI.
+
+::
+
+    LikeLensError                      anything LikeLens refuses to do (exit 2 unless said otherwise)
+    ├── InputError(file, row, column)  input that cannot be read as the events contract
+    │   └── SchemaError                a required column is missing
+    ├── TooManyBadRows                 more quarantined rows than --max-bad-rows (exit 3)
+    ├── ScenarioError                  a simulator scenario that cannot be loaded
+    └── EngineUnavailable              an optional engine (Spark, Redis) is not installed
+
+Messages are single lines that name the file, and the row and column where known, because the
+people reading them are looking at a log file, not at our code.
+"""
+
+from __future__ import annotations
+
+
+class LikeLensError(Exception):
+    """Base of every error LikeLens raises on purpose."""
+
+    exit_code = 2
+
+
+class InputError(LikeLensError):
+    """Input that cannot be read as the events contract."""
+
+    def __init__(
+        self, message: str, *, file: str | None = None, row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.file, self.row, self.column = file, row, column
+        where = []
+        if file is not None:
+            where.append(str(file))
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
+
+
+class SchemaError(InputError):
+    """A required column is missing from an input file."""
+
+
+class TooManyBadRows(LikeLensError):
+    """More rows were quarantined than the caller allows."""
+
+    exit_code = 3
+
+
+class ScenarioError(LikeLensError):
+    """A simulator scenario name or file that cannot be loaded."""
+
+
+class EngineUnavailable(LikeLensError):
+    """An optional engine or service is not installed here."""

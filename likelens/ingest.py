@@ -1,0 +1,449 @@
+"""Read an engagement log into one canonical Arrow table, and every bad row into quarantine.
+
+Reading is two steps. First each file is read as it is (Parquet with its own types; CSV as bytes,
+so that invalid UTF-8 can be caught per row; JSON Lines with Arrow, or line by line when Arrow
+refuses the file). Then one DuckDB query per file coerces the values to the contract and gives
+every row the list of reasons it breaks the contract. Rows with no reason are events; the others
+go to quarantine with their source file, row number and raw values, never dropped in silence.
+
+IP addresses and device ids are pseudonymised before anything is written (see ``privacy``): the
+canonical table and the quarantine hold keyed hashes only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from likelens.errors import InputError, SchemaError
+from likelens.privacy import keyed_hash, pseudonymise_ip, pseudonymise_text
+from likelens.schema import ACTIONS, COLUMN_BY_NAME, ID_COLUMNS, REQUIRED
+
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
+            ".ndjson": "jsonl", ".json": "jsonl"}
+
+CANONICAL = ("event_id", "ts", "user_id", "action", "video_id", "creator_id", "watch_ms",
+             "video_ms", "ip_hash", "ip_net", "device_hash", "region", "text")
+
+QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),
+                               ("raw", pa.string()), ("reason", pa.string())])
+
+_IP_LIKE = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}\b")
+
+
+@dataclass
+class IngestResult:
+    """The canonical events, the quarantined rows and what was read."""
+
+    events: pa.Table
+    quarantine: pa.Table
+    files: list[str]
+    rows_read: int
+    columns: set[str] = field(default_factory=set)
+
+    @property
+    def has_views(self) -> bool:
+        """Whether the log carries views (else the watch-time signals switch off)."""
+        return bool(pc.any(pc.equal(self.events["action"], "view")).as_py() or False)
+
+
+def discover(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files and directories into the sorted list of input files."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+            if not found:
+                raise InputError("directory holds no .parquet, .csv or .jsonl files", file=str(p))
+            files.extend(found)
+        elif p.is_file():
+            if p.suffix.lower() not in SUFFIXES:
+                raise InputError(f"unknown file type {p.suffix!r}; use .parquet, .csv or .jsonl",
+                                 file=str(p))
+            files.append(p)
+        else:
+            raise InputError("no such file or directory", file=str(p))
+    return files
+
+
+@dataclass
+class _RawFile:
+    """One file as read, before coercion: its columns, and rows that never parsed."""
+
+    table: pa.Table
+    malformed: list[tuple[int, str, str]]  # (row, raw, reason)
+    bad_utf8_rows: pa.Array | None = None  # bool per row
+
+
+def _redact(text: str, key: bytes) -> str:
+    """Replace anything that looks like an IP address in free text by its keyed hash."""
+    return _IP_LIKE.sub(lambda m: "ip:" + keyed_hash(key, b"raw:" + m.group(0).encode()), text)
+
+
+def _read_parquet(path: Path) -> _RawFile:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"unreadable Parquet file ({exc})", file=str(path)) from None
+    return _RawFile(table, [])
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open("rb") as fh:
+        first = fh.readline()
+    if not first.strip():
+        raise InputError("file is empty (no header row)", file=str(path))
+    text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    import csv
+
+    return [c.strip() for c in next(csv.reader([text]))]
+
+
+def _read_csv(path: Path) -> _RawFile:
+    names = _csv_header(path)
+    malformed: list[tuple[int, str, str]] = []
+
+    def on_bad(row: pacsv.InvalidRow) -> str:
+        # row.number is the 1-based line number, header included, when read single-threaded.
+        number = (row.number - 2) if row.number is not None else -1
+        malformed.append((number, row.text, "malformed_row"))
+        return "skip"
+
+    def read(threads: bool) -> pa.Table:
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=threads),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in names}),
+        )
+
+    try:
+        table = read(True)
+        if malformed:  # numbers are only known single-threaded: read again to get them
+            malformed.clear()
+            table = read(False)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"unreadable CSV file ({exc})", file=str(path)) from None
+    # Rows the handler skipped are missing from the table: recover each good row's number.
+    skipped = sorted(r for r, _, _ in malformed)
+    row_numbers = _row_numbers(table.num_rows, skipped)
+    columns, bad_utf8 = [], None
+    for name in names:
+        col = table[name]
+        try:
+            columns.append(pc.cast(col, pa.string()))
+        except pa.ArrowInvalid:
+            decoded = [None if b is None else b.decode("utf-8", errors="backslashreplace")
+                       for b in col.to_pylist()]
+            flags = pa.array([b is not None and _not_utf8(b) for b in col.to_pylist()])
+            bad_utf8 = flags if bad_utf8 is None else pc.or_(bad_utf8, flags)
+            columns.append(pa.array(decoded, pa.string()))
+    out = pa.table(columns, names=names).append_column("_row", pa.array(row_numbers, pa.int64()))
+    return _RawFile(out, malformed, bad_utf8)
+
+
+def _not_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _row_numbers(n_good: int, skipped: Sequence[int]) -> list[int]:
+    """0-based file row numbers of the ``n_good`` rows that remain after ``skipped`` rows."""
+    out, s, row = [], 0, 0
+    while len(out) < n_good:
+        if s < len(skipped) and skipped[s] == row:
+            s += 1
+        else:
+            out.append(row)
+        row += 1
+    return out
+
+
+def _read_jsonl(path: Path) -> _RawFile:
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", file=str(path))
+    try:
+        return _RawFile(pajson.read_json(path), [])
+    except (pa.ArrowException, OSError):
+        pass  # mixed types or broken lines: read line by line, quarantining what fails
+    rows: list[dict[str, object]] = []
+    numbers: list[int] = []
+    malformed: list[tuple[int, str, str]] = []
+    bad_utf8: list[bool] = []
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh):
+            text = line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError:
+                malformed.append((number, text, "malformed_row"))
+                continue
+            if not isinstance(obj, dict):
+                malformed.append((number, text, "malformed_row"))
+                continue
+            rows.append({k: _as_text(v) for k, v in obj.items()})
+            numbers.append(number)
+            bad_utf8.append(_not_utf8(line))
+    names = sorted({k for r in rows for k in r})
+    table = pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names})
+    table = table.append_column("_row", pa.array(numbers, pa.int64()))
+    return _RawFile(table, malformed, pa.array(bad_utf8) if any(bad_utf8) else None)
+
+
+def _as_text(v: object) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, int | float):
+        return str(v)
+    return json.dumps(v, ensure_ascii=False)
+
+
+READERS = {"parquet": _read_parquet, "csv": _read_csv, "jsonl": _read_jsonl}
+
+
+def _is_int(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t)
+
+
+def _coerce_sql(schema: pa.Schema) -> str:
+    """The DuckDB SELECT that coerces one raw file to the canonical columns plus ``_reason``."""
+    present = {n for n in schema.names}
+    exprs: dict[str, str] = {}
+    reasons: list[str] = []
+
+    def text(c: str) -> str:
+        return f"NULLIF(trim(CAST(\"{c}\" AS VARCHAR)), '')"
+
+    # time
+    t = schema.field("ts").type
+    if _is_int(t):
+        exprs["ts"] = "CAST(ts AS BIGINT)"
+    elif pa.types.is_timestamp(t) or pa.types.is_date(t):
+        exprs["ts"] = "epoch_ms(CAST(ts AS TIMESTAMP))"
+    elif pa.types.is_floating(t):
+        exprs["ts"] = "CASE WHEN ts = floor(ts) THEN CAST(ts AS BIGINT) END"
+    else:
+        s = text("ts")
+        exprs["ts"] = (
+            f"CASE WHEN regexp_full_match({s}, '-?[0-9]+') THEN TRY_CAST({s} AS BIGINT) "
+            f"WHEN regexp_matches({s}, '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$') "
+            f"AND regexp_matches({s}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]') "
+            f"THEN epoch_ms(TRY_CAST({s} AS TIMESTAMPTZ)) END"
+        )
+    reasons.append("CASE WHEN ts IS NULL THEN 'missing_value:ts' "
+                   "WHEN (" + exprs["ts"] + ") IS NULL THEN 'bad_time' END")
+
+    # action
+    acts = ", ".join(f"'{a}'" for a in ACTIONS)
+    exprs["action"] = f"lower({text('action')})"
+    reasons.append(f"CASE WHEN {text('action')} IS NULL THEN 'missing_value:action' "
+                   f"WHEN lower({text('action')}) NOT IN ({acts}) THEN 'unknown_action' END")
+
+    # ids: keep integers as BIGINT, everything else as trimmed text
+    for c in ID_COLUMNS:
+        if c not in present:
+            continue
+        exprs[c] = f"CAST(\"{c}\" AS BIGINT)" if _is_int(schema.field(c).type) else text(c)
+    reasons.append(f"CASE WHEN {exprs['user_id']} IS NULL THEN 'missing_value:user_id' END")
+    if "video_id" in present:
+        reasons.append(f"CASE WHEN {exprs['video_id']} IS NULL AND "
+                       f"coalesce(lower({text('action')}), '') <> 'follow' "
+                       "THEN 'missing_value:video_id' END")
+    creator = exprs.get("creator_id", "NULL")
+    reasons.append(f"CASE WHEN lower({text('action')}) = 'follow' AND {creator} IS NULL "
+                   "THEN 'missing_value:creator_id' END")
+
+    # counts
+    for c, low in (("watch_ms", 0), ("video_ms", 1)):
+        if c not in present:
+            continue
+        ft = schema.field(c).type
+        if _is_int(ft):
+            val = f"CAST(\"{c}\" AS BIGINT)"
+        elif pa.types.is_floating(ft):
+            val = f"CASE WHEN \"{c}\" = floor(\"{c}\") THEN CAST(\"{c}\" AS BIGINT) END"
+        else:
+            val = (f"CASE WHEN regexp_full_match({text(c)}, '-?[0-9]+(\\.0*)?') "
+                   f"THEN TRY_CAST(TRY_CAST({text(c)} AS DOUBLE) AS BIGINT) END")
+        exprs[c] = val
+        reasons.append(f"CASE WHEN \"{c}\" IS NOT NULL AND {text(c)} IS NOT NULL AND "
+                       f"coalesce({val} < {low}, true) THEN 'bad_number:{c}' END")
+
+    for c in ("region", "text"):
+        if c in present:
+            exprs[c] = text(c)
+    if "ip" in present:
+        exprs["ip_hash"], exprs["ip_net"] = "_ip_hash", "_ip_net"
+        reasons.append("CASE WHEN _ip_ok = false THEN 'bad_ip' END")
+    if "device_id" in present:
+        exprs["device_hash"] = "_device_hash"
+    reasons.append("CASE WHEN _bad_utf8 THEN 'invalid_utf8' END")
+
+    select = [f"{e} AS {c}" for c, e in exprs.items()]
+    reason = "NULLIF(concat_ws('; ', " + ", ".join(reasons) + "), '')"
+    keep = [n for n in schema.names if n in COLUMN_BY_NAME or n in ("_ip_hash", "_device_hash")]
+    raw_cols = ", ".join(f'"{n}" AS "r_{n}"' for n in keep)
+    inner = "SELECT " + ", ".join(select) + f", {reason} AS _reason, _row, {raw_cols} FROM raw"
+    contract = [n for n in schema.names if n in COLUMN_BY_NAME]
+    return (f"SELECT {', '.join(exprs)}, _reason, _row, CASE WHEN _reason IS NOT NULL THEN "
+            f"{_raw_json_sql(contract)} END AS _raw FROM ({inner})")
+
+
+def _raw_json_sql(names: Sequence[str]) -> str:
+    """JSON of a row's raw values, with IP and device replaced by their keyed hashes."""
+    parts = []
+    for n in names:
+        if n == "ip":
+            parts.append("'ip', r__ip_hash")
+        elif n == "device_id":
+            parts.append("'device_id', r__device_hash")
+        else:
+            parts.append(f"'{n}', \"r_{n}\"")
+    return "to_json(json_object(" + ", ".join(parts) + "))"
+
+
+def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: _RawFile, key: bytes
+            ) -> tuple[pa.Table, pa.Table]:
+    """Coerce one raw file; return (rows with their reasons, quarantine rows for malformed)."""
+    table = raw.table
+    table = table.rename_columns([n if n == "_row" else n.strip().lower()
+                                  for n in table.column_names])
+    contract = [n for n in table.column_names if n in COLUMN_BY_NAME]
+    for col in REQUIRED:
+        if col not in table.column_names:
+            raise SchemaError(f"required column {col!r} is missing", file=str(path), column=col)
+    table = table.select(contract + (["_row"] if "_row" in table.column_names else []))
+    if "_row" not in table.column_names:
+        table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+    if "ip" in contract:
+        h, n, ok = pseudonymise_ip(_blank_to_null(table["ip"]), key)
+        table = table.append_column("_ip_hash", h).append_column("_ip_net", n)
+        table = table.append_column("_ip_ok", ok)
+    if "device_id" in contract:
+        table = table.append_column(
+            "_device_hash", pseudonymise_text(_blank_to_null(table["device_id"]), key, b"dev:"))
+    bad = raw.bad_utf8_rows if raw.bad_utf8_rows is not None else pa.nulls(table.num_rows,
+                                                                            pa.bool_())
+    table = table.append_column("_bad_utf8", bad)
+    con.register("raw", table)
+    try:
+        sql = _coerce_sql(table.schema)
+        coerced = con.sql(sql).to_arrow_table()
+    except duckdb.Error as exc:
+        raise InputError(f"cannot coerce values ({exc})", file=str(path)) from None
+    finally:
+        con.unregister("raw")
+    malformed = pa.table({
+        "source": pa.array([str(path)] * len(raw.malformed), pa.string()),
+        "row": pa.array([r for r, _, _ in raw.malformed], pa.int64()),
+        "raw": pa.array([_redact(t, key) for _, t, _ in raw.malformed], pa.string()),
+        "reason": pa.array([why for _, _, why in raw.malformed], pa.string()),
+    }, schema=QUARANTINE_SCHEMA)
+    return coerced, malformed
+
+
+def _blank_to_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text of a column with surrounding blanks trimmed and empty values as nulls."""
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _unify_ids(tables: list[pa.Table]) -> list[pa.Table]:
+    """Make every id column one type across files: int64 where all files agree, else text."""
+    out = list(tables)
+    for c in ID_COLUMNS:
+        types = {t.schema.field(c).type for t in out if c in t.column_names}
+        if len(types) <= 1:
+            continue
+        for i, t in enumerate(out):
+            if c in t.column_names:
+                out[i] = t.set_column(t.column_names.index(c), c, pc.cast(t[c], pa.string()))
+    return out
+
+
+def ingest(paths: Iterable[str | Path], *, key: bytes, progress=None) -> IngestResult:  # type: ignore[no-untyped-def]
+    """Read every input file into one canonical table and one quarantine table."""
+    files = discover(paths)
+    con = duckdb.connect()
+    coerced: list[pa.Table] = []
+    quarantined: list[pa.Table] = []
+    offset = 0
+    seen_columns: set[str] = set()
+    for path in files:
+        raw = READERS[SUFFIXES[path.suffix.lower()]](path)
+        if progress is not None:
+            progress(path)
+        table, malformed = _coerce(con, path, raw, key)
+        seen_columns |= {n for n in raw.table.column_names if n in COLUMN_BY_NAME}
+        n_rows = max([raw.table.num_rows + len(raw.malformed)] +
+                     [r + 1 for r, _, _ in raw.malformed])
+        table = table.append_column("_source", pa.array([str(path)] * table.num_rows))
+        table = table.append_column("_grow", pc.add(table["_row"], offset))
+        coerced.append(table)
+        quarantined.append(malformed)
+        offset += n_rows
+    coerced = _unify_ids(coerced)
+    merged = pa.concat_tables(coerced, promote_options="permissive")
+    con.register("m", merged)
+    event_id = ("coalesce(event_id, CAST(_grow AS " +
+                ("VARCHAR" if "event_id" in merged.column_names and
+                 pa.types.is_string(merged.schema.field("event_id").type) else "BIGINT") + "))"
+                if "event_id" in merged.column_names else "_grow")
+    cols = set(merged.column_names)
+
+    def col(c: str, typ: str) -> str:
+        return f"{c}" if c in cols else f"CAST(NULL AS {typ})"
+
+    id_type = {c: ("VARCHAR" if c in cols and pa.types.is_string(merged.schema.field(c).type)
+                   else "BIGINT") for c in ID_COLUMNS}
+    result = con.sql(f"""
+        WITH k AS (
+            SELECT *, {event_id} AS _eid FROM m
+        ), d AS (
+            SELECT *, CASE WHEN _reason IS NULL AND
+                row_number() OVER (PARTITION BY _reason IS NULL, _eid ORDER BY _grow) > 1
+                THEN 'duplicate_event_id' END AS _dup FROM k
+        )
+        SELECT _eid AS event_id, ts, user_id, action,
+               {col('video_id', id_type['video_id'])} AS video_id,
+               {col('creator_id', id_type['creator_id'])} AS creator_id,
+               {col('watch_ms', 'BIGINT')} AS watch_ms, {col('video_ms', 'BIGINT')} AS video_ms,
+               {col('ip_hash', 'VARCHAR')} AS ip_hash, {col('ip_net', 'VARCHAR')} AS ip_net,
+               {col('device_hash', 'VARCHAR')} AS device_hash,
+               {col('region', 'VARCHAR')} AS region, {col('text', 'VARCHAR')} AS text,
+               coalesce(_reason, _dup) AS _reason, _source, _row, _raw,
+               CASE WHEN _dup IS NOT NULL THEN to_json(json_object(
+                   'event_id', _eid, 'ts', ts, 'user_id', user_id, 'action', action,
+                   'video_id', {col('video_id', 'VARCHAR')})) END AS _dupraw
+        FROM d ORDER BY _grow
+    """).to_arrow_table()
+    con.close()
+    bad_mask = pc.is_valid(result["_reason"])
+    bad = result.filter(bad_mask)
+    good = result.filter(pc.invert(bad_mask)).select(list(CANONICAL))
+    raw_json = pc.coalesce(bad["_raw"], bad["_dupraw"])
+    quarantined.append(pa.table({"source": bad["_source"], "row": bad["_row"], "raw": raw_json,
+                                 "reason": bad["_reason"]}, schema=QUARANTINE_SCHEMA))
+    quarantine = pa.concat_tables(quarantined).sort_by([("source", "ascending"),
+                                                        ("row", "ascending")])
+    return IngestResult(good, quarantine, [str(f) for f in files], offset, seen_columns)
