@@ -2,7 +2,7 @@
 
 ::
 
-    LikeLensError                      anything LikeLens refuses to do (exit 2 unless said otherwise)
+    LikeLensError                      anything LikeLens refuses (exit 2 unless said otherwise)
     ├── InputError(file, row, column)  input that cannot be read as the events contract
     │   └── SchemaError                a required column is missing
     ├── TooManyBadRows                 more quarantined rows than --max-bad-rows (exit 3)

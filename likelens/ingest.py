@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,7 +225,20 @@ def _is_int(t: pa.DataType) -> bool:
     return pa.types.is_integer(t)
 
 
-def _coerce_sql(schema: pa.Schema) -> str:
+def _int_like_ids(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> set[str]:
+    """Text id columns whose every value is a plain integer: those become int64 ids."""
+    text_ids = [c for c in ID_COLUMNS if c in schema.names and not _is_int(schema.field(c).type)]
+    if not text_ids:
+        return set()
+    checks = ", ".join(
+        f"coalesce(bool_and(regexp_full_match(trim(CAST(\"{c}\" AS VARCHAR)), "
+        f"'-?(0|[1-9][0-9]{{0,17}})')) FILTER (WHERE NULLIF(trim(CAST(\"{c}\" AS VARCHAR)), '') "
+        f"IS NOT NULL), true)" for c in text_ids)
+    row = con.execute(f"SELECT {checks} FROM raw").fetchall()[0]
+    return {c for c, ok in zip(text_ids, row, strict=True) if ok}
+
+
+def _coerce_sql(schema: pa.Schema, int_ids: set[str]) -> str:
     """The DuckDB SELECT that coerces one raw file to the canonical columns plus ``_reason``."""
     present = {n for n in schema.names}
     exprs: dict[str, str] = {}
@@ -263,7 +276,12 @@ def _coerce_sql(schema: pa.Schema) -> str:
     for c in ID_COLUMNS:
         if c not in present:
             continue
-        exprs[c] = f"CAST(\"{c}\" AS BIGINT)" if _is_int(schema.field(c).type) else text(c)
+        if _is_int(schema.field(c).type):
+            exprs[c] = f"CAST(\"{c}\" AS BIGINT)"
+        elif c in int_ids:
+            exprs[c] = f"CAST({text(c)} AS BIGINT)"
+        else:
+            exprs[c] = text(c)
     reasons.append(f"CASE WHEN {exprs['user_id']} IS NULL THEN 'missing_value:user_id' END")
     if "video_id" in present:
         reasons.append(f"CASE WHEN {exprs['video_id']} IS NULL AND "
@@ -347,7 +365,7 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: _RawFile, key: byte
     table = table.append_column("_bad_utf8", bad)
     con.register("raw", table)
     try:
-        sql = _coerce_sql(table.schema)
+        sql = _coerce_sql(table.schema, _int_like_ids(con, table.schema))
         coerced = con.sql(sql).to_arrow_table()
     except duckdb.Error as exc:
         raise InputError(f"cannot coerce values ({exc})", file=str(path)) from None
@@ -381,7 +399,8 @@ def _unify_ids(tables: list[pa.Table]) -> list[pa.Table]:
     return out
 
 
-def ingest(paths: Iterable[str | Path], *, key: bytes, progress=None) -> IngestResult:  # type: ignore[no-untyped-def]
+def ingest(paths: Iterable[str | Path], *, key: bytes,
+           progress: Callable[[Path], None] | None = None) -> IngestResult:
     """Read every input file into one canonical table and one quarantine table."""
     files = discover(paths)
     con = duckdb.connect()

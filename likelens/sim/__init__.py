@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from likelens.schema import ACTIONS
 from likelens.sim.config import Config, load_scenario, scenario_names
 from likelens.sim.events import ACTION, KIND, KINDS, Batch
-from likelens.sim.market import build_supplies, camouflage_and_nurture, draw_orders, fulfil
+from likelens.sim.market import Orders, build_supplies, camouflage_and_nurture, draw_orders, fulfil
 from likelens.sim.organic import organic_day
 from likelens.sim.texts import build_texts
 from likelens.sim.world import World, build_world
-from likelens.schema import ACTIONS
 
 __all__ = ["SimResult", "load_scenario", "scenario_names", "simulate", "write"]
 
@@ -98,7 +98,8 @@ def _assign_network(world: World, b: Batch) -> Batch:
     return b
 
 
-def _tables(world: World, cfg: Config, rng: np.random.Generator, day: Batch, orders,  # type: ignore[no-untyped-def]
+def _tables(world: World, cfg: Config, rng: np.random.Generator, day: Batch,
+            orders: Orders | None,
             n_accounts: int, n_devices: int) -> SimResult:
     user_ids = _opaque_ids(rng, n_accounts)
     video_ids = _opaque_ids(rng, world.n_videos + len(world.live_creator))

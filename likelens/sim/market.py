@@ -70,7 +70,7 @@ def build_supplies(world: World, rng: np.random.Generator, next_account: int, ne
 
     # Pool: aged organic accounts bought or rented, moved onto farm phones.
     n_pool = min(max(int(cfg["pool"]["accounts_per_1k_users"] * n / 1000), int(1.2 * biggest)),
-                 n // 4)
+                 n // 20)
     pool_acc = np.sort(rng.choice(world.n_users, size=n_pool, replace=False))
     lo, hi = cfg["pool"]["accounts_per_device"]
     per_dev = rng.integers(lo, hi + 1, size=n_pool)

@@ -1,0 +1,95 @@
+"""The detector contract: parameters in the constructor, learned state after ``fit``, one result.
+
+Every detector reads the shared ``Features`` and returns a ``Signal``: per-engagement evidence
+columns (aligned with ``Features.engagements``, higher means more suspicious), an optional
+per-engagement score in [0, 1] for running the detector alone, and the groups it found with the
+evidence a reviewer reads. Detectors never write files and never print.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from likelens.features import Features
+
+
+@dataclass(frozen=True)
+class Group:
+    """A coordinated group: its accounts, targets, time window and the evidence in words."""
+
+    kind: str
+    accounts: tuple[Any, ...]
+    videos: tuple[Any, ...]
+    first_ts: int
+    last_ts: int
+    evidence: str
+    strength: float  # -log10 of how likely the group is under the organic null
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What one detector says about a log."""
+
+    detector: str
+    params: Mapping[str, Any]
+    columns: Mapping[str, np.ndarray]          # evidence columns, one value per engagement
+    score: np.ndarray                           # standalone suspicion in [0, 1] per engagement
+    reason: str                                 # vocabulary word for a flag this detector drives
+    groups: tuple[Group, ...] = field(default_factory=tuple)
+    account_group: Mapping[Any, int] = field(default_factory=dict)  # account -> index in groups
+
+
+class Detector:
+    """Base class: stores keyword parameters; subclasses implement ``_fit``."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ()  # "views", "device", "ip", "text"
+    reason: ClassVar[str] = ""
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def available(self, feats: Features) -> bool:
+        """Whether the log carries what this detector needs."""
+        have = {"views": feats.has_views, "device": feats.has_device, "ip": feats.has_ip,
+                "text": feats.has_text}
+        return all(have[n] for n in self.needs)
+
+    def fit(self, feats: Features) -> Detector:
+        if not self.available(feats):
+            n = feats.engagements.num_rows
+            self.signal_ = Signal(self.name, self.get_params(), {}, np.zeros(n), self.reason)
+        else:
+            self.signal_ = self._fit(feats)
+        return self
+
+    def _fit(self, feats: Features) -> Signal:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def poisson_surprise(observed: np.ndarray, expected: np.ndarray, tests: float = 1.0
+                     ) -> np.ndarray:
+    """-log10 of the Chernoff bound on P(X >= observed) for X ~ Poisson(expected), corrected
+    for ``tests`` comparisons (Bonferroni: log10(tests) is subtracted, floored at 0).
+
+    The bound is an upper bound on the tail probability, so the surprise is conservative: a
+    count the organic rate explains scores 0, and the score grows with how badly it does not.
+    Without the correction, one coincidence among millions of small cells would look damning.
+    """
+    x = np.asarray(observed, dtype=float)
+    lam = np.maximum(np.asarray(expected, dtype=float), 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nats = np.where(x > lam, x * np.log(x / lam) - x + lam, 0.0)
+    raw = np.nan_to_num(nats / math.log(10), nan=0.0)
+    return np.maximum(raw - math.log10(max(tests, 1.0)), 0.0)
+
+
+def squash(surprise: np.ndarray, half: float = 3.0) -> np.ndarray:
+    """Map a surprise in -log10 units to [0, 1); ``half`` maps to 0.5."""
+    s = np.maximum(np.asarray(surprise, dtype=float), 0.0)
+    return s / (s + half)

@@ -1,0 +1,87 @@
+"""Behaviour per engagement: watch before the like, isolated views, no view, quick chains, cadence.
+
+Organic likes come out of feed sessions: a run of views, a like after watching a good part of the
+video. Bought likes come from a task list: the video opened alone, watched for a few seconds or
+the seller's required minimum, liked, and left. Quick likers exist organically too, but inside
+sessions, so no single column here decides; fusion weighs them together.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from likelens.detect.base import Detector, Signal
+from likelens.features import Features
+
+NEEDS_VIEW = ("like", "comment", "share")
+
+
+class BehaviourDetector(Detector):
+    """Per-engagement behaviour evidence, with the account's own habits beside it."""
+
+    name = "behaviour"
+    needs = ("views",)
+    reason = "low_watch"
+
+    def __init__(self, *, low_watch_frac: float = 0.2, min_cadence_events: int = 5) -> None:
+        self.low_watch_frac = low_watch_frac
+        self.min_cadence_events = min_cadence_events
+
+    def _fit(self, feats: Features) -> Signal:
+        e = feats.engagements
+        needs_view = np.isin(e["action"].to_numpy(zero_copy_only=False), NEEDS_VIEW)
+        has_view = e["has_view"].to_numpy(zero_copy_only=False)
+        watch = e["watch_frac"].to_numpy(zero_copy_only=False).astype(float)
+        watch = np.where(np.isnan(watch), np.nan, np.clip(watch, 0.0, 3.0))
+        session = e["session_views"].to_numpy(zero_copy_only=False).astype(float)
+        no_view = needs_view & ~has_view
+        isolated = needs_view & (session == 0)
+        low = needs_view & has_view & (watch < self.low_watch_frac)
+        acct = feats.con.sql(f"""
+            WITH a AS (
+                SELECT user_id,
+                       avg(CASE WHEN action IN ('like','comment','share')
+                                THEN (session_views = 0)::INT END) AS iso_share,
+                       avg(CASE WHEN action IN ('like','comment','share')
+                                THEN (NOT has_view)::INT END) AS noview_share,
+                       avg(CASE WHEN watch_frac IS NOT NULL
+                                THEN (watch_frac < {self.low_watch_frac})::INT END) AS low_share,
+                       count(*) AS n_eng
+                FROM eng GROUP BY user_id
+            ), gaps AS (
+                SELECT user_id, ts - lag(ts) OVER (PARTITION BY user_id ORDER BY ts) AS gap
+                FROM eng WHERE action = 'like'
+            ), cad AS (
+                SELECT user_id, stddev_samp(gap) / nullif(avg(gap), 0) AS cv, count(gap) AS n
+                FROM gaps WHERE gap IS NOT NULL GROUP BY user_id
+            ), views AS (
+                SELECT user_id, count(*) AS n_views FROM ev WHERE action = 'view' GROUP BY 1
+            )
+            SELECT e.rid, coalesce(a.iso_share, 0) AS iso_share,
+                   coalesce(a.noview_share, 0) AS noview_share,
+                   coalesce(a.low_share, 0) AS low_share,
+                   a.n_eng, coalesce(v.n_views, 0) AS n_views,
+                   CASE WHEN cad.n >= {self.min_cadence_events} THEN cad.cv END AS cadence_cv
+            FROM eng e JOIN a USING (user_id) LEFT JOIN views v USING (user_id)
+            LEFT JOIN cad USING (user_id)
+            ORDER BY e.rid
+        """).to_arrow_table()
+        col = {k: acct[k].to_numpy(zero_copy_only=False).astype(float)
+               for k in ("iso_share", "noview_share", "low_share", "n_eng", "n_views")}
+        cadence = acct["cadence_cv"].to_numpy(zero_copy_only=False).astype(float)
+        regular = np.where(np.isnan(cadence), 0.0, np.clip(1.0 - cadence, 0.0, 1.0))
+        watch_deficit = np.where(has_view & needs_view,
+                                 np.clip(1.0 - np.nan_to_num(watch) / self.low_watch_frac, 0, 1),
+                                 0.0)
+        score = np.clip(np.maximum.reduce([
+            no_view * 0.9, (isolated & (low | no_view)) * 0.85, low * 0.5 * watch_deficit,
+            isolated * 0.4]), 0, 1)
+        columns = {
+            "no_view": no_view.astype(float), "isolated": isolated.astype(float),
+            "watch_frac": np.where(needs_view, watch, np.nan), "low_watch": low.astype(float),
+            "acct_iso_share": col["iso_share"], "acct_noview_share": col["noview_share"],
+            "acct_low_share": col["low_share"], "acct_views_per_eng":
+                col["n_views"] / np.maximum(col["n_eng"], 1.0),
+            "acct_regular": regular,
+        }
+        return Signal(self.name, self.get_params(), columns, score, self.reason)

@@ -1,0 +1,138 @@
+"""Lockstep: accounts that engage the same targets within the same short windows, again and again.
+
+CopyCatch's observation: a seller's accounts deliver order after order together, so pairs of
+them meet on many targets within minutes of each other. Pairs are found with a bucketed
+equi-join (same target, same or adjacent time bucket, then the exact window filter), which is
+linear in the engagements rather than quadratic in time. Fans who like one creator's new videos
+right after each publish meet on several targets too, but all of one creator: a pair counts only
+when its shared targets span at least two creators. Groups are the connected components of the
+pairs that meet on ``min_shared`` targets or more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from likelens.detect.base import Detector, Group, Signal
+from likelens.features import Features
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component label per node of an undirected graph given as edge arrays."""
+    parent = np.arange(n)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        rx, ry = find(x), find(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    return np.array([find(i) for i in range(n)])
+
+
+class LockstepDetector(Detector):
+    """Pairs of accounts meeting on several targets of several creators within a window."""
+
+    name = "lockstep"
+    reason = "lockstep"
+
+    def __init__(self, *, window_s: int = 600, min_shared: int = 3, min_group: int = 5) -> None:
+        self.window_s, self.min_shared, self.min_group = window_s, min_shared, min_group
+
+    def _fit(self, feats: Features) -> Signal:
+        con = feats.con
+        w = int(self.window_s * 1000)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE ls_pairs AS
+            WITH l AS (
+                SELECT acc, target, creator_id, ts, ts // {w} AS b FROM eng
+                WHERE action IN ('like', 'comment', 'share', 'follow', 'live_join')
+            ), m AS (
+                SELECT x.acc AS a, y.acc AS b, x.target, x.creator_id
+                FROM l x JOIN l y ON x.target = y.target AND y.b = x.b
+                WHERE x.acc < y.acc AND abs(x.ts - y.ts) <= {w}
+                UNION
+                SELECT least(x.acc, y.acc), greatest(x.acc, y.acc), x.target, x.creator_id
+                FROM l x JOIN l y ON x.target = y.target AND y.b = x.b + 1
+                WHERE x.acc <> y.acc AND abs(x.ts - y.ts) <= {w}
+            )
+            SELECT a, b, count(DISTINCT target) AS shared,
+                   count(DISTINCT creator_id) AS creators
+            FROM m GROUP BY a, b
+            HAVING count(DISTINCT target) >= {self.min_shared}
+               AND count(DISTINCT creator_id) >= 2
+        """)
+        pairs = con.sql("SELECT a, b, shared FROM ls_pairs").to_arrow_table()
+        n_acc = feats.n_accounts
+        a = pairs["a"].to_numpy().astype(np.int64)
+        b = pairs["b"].to_numpy().astype(np.int64)
+        partners = np.bincount(np.concatenate([a, b]), minlength=n_acc).astype(float)
+        codes = feats.account_codes
+        n = feats.engagements.num_rows
+        group_of = np.full(n_acc, -1)
+        groups: list[Group] = []
+        account_group: dict[object, int] = {}
+        if len(a):
+            involved = np.unique(np.concatenate([a, b]))
+            local = np.searchsorted(involved, np.concatenate([a, b]))
+            half = len(a)
+            comp = components(len(involved), local[:half], local[half:])
+            labels, sizes = np.unique(comp, return_counts=True)
+            for lab in labels[sizes >= self.min_group]:
+                members = involved[comp == lab]
+                group_of[members] = len(groups)
+                groups.append(self._describe(feats, members, len(groups)))
+        user_ids = feats.engagements["user_id"].to_numpy(zero_copy_only=False)
+        for gi, g in enumerate(groups):
+            for acc in g.accounts:
+                account_group[acc] = gi
+        in_group = group_of[codes] >= 0
+        # Per engagement: how many of the account's lockstep partners met it on this target.
+        con.register("ls_acc_group", pa.table({"acc": np.arange(n_acc, dtype=np.int32),
+                                               "g": group_of}))
+        met = con.sql(f"""
+            WITH l AS (SELECT e.pos, e.acc, e.target, e.ts, g.g FROM eng e
+                       JOIN ls_acc_group g USING (acc) WHERE g.g >= 0)
+            SELECT x.pos, count(DISTINCT y.acc) AS met FROM l x JOIN l y
+              ON x.target = y.target AND x.g = y.g AND x.acc <> y.acc
+             AND abs(x.ts - y.ts) <= {w}
+            GROUP BY x.pos
+        """).to_arrow_table()
+        con.unregister("ls_acc_group")
+        met_col = np.zeros(n)
+        met_col[met["pos"].to_numpy()] = met["met"].to_numpy()
+        del user_ids
+        score = np.where(in_group, np.minimum(1.0, 0.5 + 0.1 * met_col), 0.0)
+        columns = {"lockstep_partners": np.log1p(partners[codes]),
+                   "lockstep_met": np.log1p(met_col), "lockstep_group": in_group.astype(float)}
+        return Signal(self.name, self.get_params(), columns, score, self.reason, tuple(groups),
+                      account_group)
+
+    def _describe(self, feats: Features, members: np.ndarray, gid: int) -> Group:
+        con = feats.con
+        con.register("ls_members", pa.table({"acc": members.astype(np.int32)}))
+        row = con.execute(f"""
+            WITH e AS (SELECT * FROM eng JOIN ls_members USING (acc)),
+            tv AS (SELECT target, count(DISTINCT acc) AS k FROM e GROUP BY 1
+                   HAVING count(DISTINCT acc) >= {self.min_group})
+            SELECT list(DISTINCT user_id), (SELECT list(DISTINCT video_id) FROM e
+                    WHERE target IN (SELECT target FROM tv) AND video_id IS NOT NULL),
+                   min(ts), max(ts), count(DISTINCT device_hash), count(DISTINCT ip_net),
+                   (SELECT count(*) FROM tv)
+            FROM e
+        """).fetchall()[0]
+        con.unregister("ls_members")
+        users, videos, t0, t1, n_dev, n_net, n_targets = row
+        videos = videos or []
+        evidence = (f"{len(users)} accounts engaged {n_targets} shared targets within "
+                    f"{self.window_s // 60} min of each other, across "
+                    f"{len(videos)} videos; they used {n_dev} devices and {n_net} /24 ranges")
+        return Group("lockstep", tuple(users), tuple(videos), int(t0), int(t1), evidence,
+                     float(len(users)))

@@ -1,0 +1,105 @@
+"""Score a scan against the simulator's truth: precision, recall, F1, organic FPR and AUC-PR.
+
+Metrics are computed over engagements of one action (likes by default), and split by supply kind
+and by package size, so that "we catch bots" cannot hide "we miss 10-like orders".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from likelens.errors import InputError
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the quality table."""
+
+    split: str
+    n: int
+    fake: int
+    flagged: int
+    precision: float
+    recall: float
+    f1: float
+    organic_fpr: float
+    auc_pr: float
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the precision-recall curve (step-wise, as scikit-learn computes it)."""
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-score, kind="stable")
+    y = y[order]
+    tp = np.cumsum(y)
+    precision = tp / np.arange(1, len(y) + 1)
+    return float((precision * y).sum() / y.sum())
+
+
+def _row(split: str, fake: np.ndarray, flagged: np.ndarray, score: np.ndarray) -> Row:
+    tp = int((fake & flagged).sum())
+    fp = int((~fake & flagged).sum())
+    fn = int((fake & ~flagged).sum())
+    organic = int((~fake).sum())
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = (2 * precision * recall / (precision + recall)
+          if tp and precision + recall > 0 else 0.0)
+    return Row(split, len(fake), int(fake.sum()), int(flagged.sum()), precision, recall, f1,
+               fp / organic if organic else float("nan"), average_precision(fake, score))
+
+
+def evaluate(truth_path: Path, scan_dir: Path, *, action: str = "like") -> list[Row]:
+    """Join a scan's engagements with truth and compute the quality table."""
+    eng_path = scan_dir / "engagements.parquet"
+    for p in (truth_path, eng_path):
+        if not p.exists():
+            raise InputError("no such file", file=str(p))
+    truth = pq.read_table(truth_path, columns=["event_id", "fake", "kind", "package"])
+    eng = pq.read_table(eng_path, columns=["event_id", "action", "score", "flagged"])
+    return evaluate_tables(truth, eng, action=action)
+
+
+def evaluate_tables(truth: pa.Table, eng: pa.Table, *, action: str = "like") -> list[Row]:
+    """The quality table from in-memory truth and engagements tables."""
+    con = duckdb.connect()
+    con.register("truth", truth)
+    con.register("eng", eng)
+    t = con.sql(f"""
+        SELECT t.fake, t.kind, t.package, e.score, e.flagged
+        FROM eng e JOIN truth t ON CAST(e.event_id AS VARCHAR) = CAST(t.event_id AS VARCHAR)
+        WHERE e.action = '{action}'
+    """).to_arrow_table()
+    con.close()
+    fake = t["fake"].to_numpy(zero_copy_only=False).astype(bool)
+    flagged = t["flagged"].to_numpy(zero_copy_only=False).astype(bool)
+    score = t["score"].to_numpy(zero_copy_only=False).astype(float)
+    kind = np.asarray(t["kind"].to_pylist(), dtype=object)
+    package = np.asarray([p if p is not None else 0 for p in t["package"].to_pylist()])
+    rows = [_row(f"all {action}s", fake, flagged, score)]
+    organic = kind == "organic"
+    for k in sorted(set(kind.tolist()) - {"organic"}):
+        sel = organic | (kind == k)
+        rows.append(_row(f"kind={k}", fake[sel], flagged[sel], score[sel]))
+    for size in sorted(set(package[package > 0].tolist())):
+        sel = organic | (package == size)
+        rows.append(_row(f"package={size}", fake[sel], flagged[sel], score[sel]))
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    """A fixed-width text table (the same figures the CLI prints with rich)."""
+    head = f"{'split':<16}{'n':>9}{'fake':>8}{'flagged':>9}{'prec':>8}{'recall':>8}{'F1':>7}" \
+           f"{'orgFPR':>9}{'AUC-PR':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.split:<16}{r.n:>9}{r.fake:>8}{r.flagged:>9}{r.precision:>8.3f}"
+                     f"{r.recall:>8.3f}{r.f1:>7.3f}{r.organic_fpr:>9.5f}{r.auc_pr:>8.3f}")
+    return "\n".join(lines)

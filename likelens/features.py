@@ -1,0 +1,104 @@
+"""Per-engagement and per-account features, computed once in DuckDB and shared by the detectors.
+
+Every feature is a plain column on one table: detectors read columns, never raw events, so a new
+detector costs no extra pass over the log. Joins on time are ASOF joins or window frames over
+sorted partitions (never range self-joins, see DESIGN.md "Measured facts").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+SESSION_MS = 10 * 60_000  # views this close to an engagement count as its feed session
+
+
+@dataclass
+class Features:
+    """The engagement table with its features, and the connection that holds the log."""
+
+    con: duckdb.DuckDBPyConnection
+    engagements: pa.Table  # one row per non-view event, in input order
+    has_views: bool
+    has_device: bool
+    has_ip: bool
+    has_text: bool
+
+    @property
+    def account_codes(self) -> np.ndarray:
+        """Dense 0-based account code per engagement (same order as ``engagements``)."""
+        return self.engagements["acc"].to_numpy(zero_copy_only=False)
+
+    @property
+    def n_accounts(self) -> int:
+        codes = self.account_codes
+        return int(codes.max()) + 1 if len(codes) else 0
+
+    def per_account_max(self, values: np.ndarray) -> np.ndarray:
+        """Each engagement gets the maximum of ``values`` over its account's engagements."""
+        codes = self.account_codes
+        best = np.full(self.n_accounts, -np.inf)
+        np.maximum.at(best, codes, values)
+        return best[codes]
+
+
+def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
+    """Load the canonical events into DuckDB and derive the engagement features."""
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    con.register("events_arrow", events)
+    con.execute("CREATE TABLE ev AS SELECT row_number() OVER () - 1 AS rid, * FROM events_arrow")
+    con.unregister("events_arrow")
+
+    def any_value(col: str, where: str = "true") -> bool:
+        # DuckDB 2: fetchall() finishes the result; fetchone() would leave it open.
+        return bool(con.execute(f"SELECT count({col}) > 0 FROM ev WHERE {where}").fetchall()[0][0])
+
+    has_views = any_value("*", "action = 'view'")
+    has_device, has_ip, has_text = any_value("device_hash"), any_value("ip_net"), any_value("text")
+
+    con.execute(f"""
+        CREATE TABLE sess AS
+        SELECT rid,
+               sum(CASE WHEN action = 'view' THEN 1 ELSE 0 END) OVER (
+                   PARTITION BY user_id ORDER BY ts
+                   RANGE BETWEEN {SESSION_MS} PRECEDING AND {SESSION_MS} FOLLOWING) AS near_views
+        FROM ev
+    """)
+    con.execute(f"""
+        CREATE TABLE eng AS
+        WITH e AS (
+            SELECT ev.*, CASE WHEN action = 'follow' THEN 'c:' || CAST(creator_id AS VARCHAR)
+                              ELSE action[1:1] || ':' || CAST(video_id AS VARCHAR) END AS target
+            FROM ev WHERE action <> 'view'
+        ), v AS (
+            SELECT user_id, video_id, ts AS view_ts, watch_ms AS view_watch,
+                   video_ms AS view_video_ms
+            FROM ev WHERE action = 'view'
+        ), j AS (
+            SELECT e.*, v.view_ts, v.view_watch, v.view_video_ms
+            FROM e ASOF LEFT JOIN v
+              ON e.user_id = v.user_id AND e.video_id = v.video_id AND e.ts >= v.view_ts
+        )
+        SELECT (row_number() OVER (ORDER BY j.rid) - 1)::INTEGER AS pos, j.rid,
+               (dense_rank() OVER (ORDER BY user_id) - 1)::INTEGER AS acc,
+               event_id, ts, user_id, action, video_id, creator_id, target,
+               device_hash, ip_hash, ip_net, region, text,
+               view_ts IS NOT NULL AS has_view,
+               view_watch AS watch_ms,
+               coalesce(video_ms, view_video_ms) AS video_ms,
+               CASE WHEN view_watch IS NOT NULL AND coalesce(video_ms, view_video_ms) > 0
+                    THEN view_watch / coalesce(video_ms, view_video_ms) END AS watch_frac,
+               ts - view_ts AS since_view_ms,
+               greatest(s.near_views - CASE WHEN view_ts IS NOT NULL
+                        AND ts - view_ts <= {SESSION_MS} THEN 1 ELSE 0 END, 0) AS session_views
+        FROM j JOIN sess s USING (rid)
+        ORDER BY j.rid
+    """)
+    con.execute("DROP TABLE sess")
+    eng = con.sql("SELECT * FROM eng").to_arrow_table()
+    return Features(con, eng, has_views, has_device, has_ip, has_text)

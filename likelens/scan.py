@@ -1,0 +1,185 @@
+"""The scan pipeline: ingest → features → detectors → fusion → scores, with per-stage timings.
+
+``scan_events`` works on an already-ingested table (the API the service and the tests use);
+``scan_paths`` reads files first. Both return a ``ScanResult`` of Arrow tables; writing them is
+``outputs.write``'s job, so nothing here touches the file system.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from likelens import __version__
+from likelens.detect.base import Group, Signal
+from likelens.detect.fuse import Fusion, fuse
+from likelens.detect.registry import REGISTRY, get
+from likelens.features import Features, build_features
+from likelens.ingest import QUARANTINE_SCHEMA, IngestResult, ingest
+from likelens.score.authentic import creator_scores, video_scores
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ScanResult:
+    """Every output table of a scan, plus the summary that goes to summary.json."""
+
+    engagements: pa.Table
+    accounts: pa.Table
+    groups: pa.Table
+    videos: pa.Table
+    creators: pa.Table
+    quarantine: pa.Table
+    summary: dict[str, Any]
+    features: Features | None = field(default=None, repr=False)
+    signals: dict[str, Signal] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Timer:
+    """Wall time per named stage, in seconds."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str, progress: Progress | None = None) -> Iterator[None]:
+        if progress:
+            progress(name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = round(time.perf_counter() - t0, 4)
+
+
+def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0.001,
+               detectors: Sequence[str] | None = None, threads: int | None = None,
+               progress: Progress | None = None) -> tuple[ScanResult, IngestResult]:
+    """Read the input files and scan them."""
+    timer = Timer()
+    with timer.stage("ingest", progress):
+        ing = ingest(paths, key=key)
+    result = scan_events(ing.events, target_fpr=target_fpr, detectors=detectors,
+                         threads=threads, progress=progress, timer=timer,
+                         quarantine=ing.quarantine)
+    result.summary["input"] = {"files": ing.files, "rows_read": ing.rows_read,
+                               "events": ing.events.num_rows,
+                               "quarantined": ing.quarantine.num_rows}
+    return result, ing
+
+
+def scan_events(events: pa.Table, *, target_fpr: float = 0.001,
+                detectors: Sequence[str] | None = None, threads: int | None = None,
+                progress: Progress | None = None, timer: Timer | None = None,
+                quarantine: pa.Table | None = None) -> ScanResult:
+    """Scan a canonical events table (as ``ingest`` returns it)."""
+    timer = timer or Timer()
+    with timer.stage("features", progress):
+        feats = build_features(events, threads=threads)
+    names = list(detectors) if detectors else [s.name for s in REGISTRY]
+    signals: dict[str, Signal] = {}
+    for name in names:
+        with timer.stage(f"detect.{name}", progress):
+            signals[name] = get(name).create().fit(feats).signal_
+    e = feats.engagements
+    with timer.stage("fusion", progress):
+        columns: dict[str, np.ndarray] = {}
+        for s in signals.values():
+            columns.update(s.columns)
+        start = (np.maximum.reduce([s.score for s in signals.values()]) if signals
+                 else np.zeros(e.num_rows))
+        fusion = fuse(columns, start, e["action"].to_numpy(zero_copy_only=False),
+                      target_fpr=target_fpr)
+    with timer.stage("scores", progress):
+        engagements = _engagement_table(e, fusion)
+        groups, account_group = _groups(signals)
+        accounts = _account_table(feats, engagements, account_group)
+        videos = video_scores(feats.con, engagements)
+        creators = creator_scores(feats.con, videos)
+    summary = _summary(feats, fusion, signals, groups, target_fpr, timer)
+    return ScanResult(engagements, accounts, groups, videos, creators,
+                      quarantine if quarantine is not None else QUARANTINE_SCHEMA.empty_table(),
+                      summary, feats, signals)
+
+
+def _engagement_table(e: pa.Table, fusion: Fusion) -> pa.Table:
+    return pa.table({
+        "event_id": e["event_id"], "user_id": e["user_id"], "video_id": e["video_id"],
+        "creator_id": e["creator_id"], "action": e["action"], "ts": e["ts"],
+        "score": pa.array(np.round(fusion.probability, 6)),
+        "flagged": pa.array(fusion.flagged),
+        "reasons": pa.array(fusion.reasons, pa.list_(pa.string())),
+    })
+
+
+def _groups(signals: dict[str, Signal]) -> tuple[pa.Table, dict[Any, int]]:
+    rows: list[Group] = []
+    account_group: dict[Any, int] = {}
+    for s in signals.values():
+        for i, g in enumerate(s.groups):
+            gid = len(rows)
+            rows.append(g)
+            for acc, gi in s.account_group.items():
+                if gi == i and acc not in account_group:
+                    account_group[acc] = gid
+    table = pa.table({
+        "group_id": pa.array(range(len(rows)), pa.int64()),
+        "kind": pa.array([g.kind for g in rows], pa.string()),
+        "accounts": pa.array([[str(a) for a in g.accounts] for g in rows],
+                             pa.list_(pa.string())),
+        "videos": pa.array([[str(v) for v in g.videos] for g in rows], pa.list_(pa.string())),
+        "first_ts": pa.array([g.first_ts for g in rows], pa.int64()),
+        "last_ts": pa.array([g.last_ts for g in rows], pa.int64()),
+        "evidence": pa.array([g.evidence for g in rows], pa.string()),
+        "strength": pa.array([g.strength for g in rows], pa.float64()),
+    })
+    return table, account_group
+
+
+def _account_table(feats: Features, engagements: pa.Table, account_group: dict[Any, int]
+                   ) -> pa.Table:
+    con = feats.con
+    con.register("scored_eng", engagements)
+    acc = con.sql("""
+        SELECT user_id, max(score) AS score, bool_or(flagged) AS flagged,
+               count(*) AS engagements, count(*) FILTER (WHERE flagged) AS flagged_engagements,
+               list_distinct(flatten(list(reasons) FILTER (WHERE flagged))) AS reasons
+        FROM scored_eng GROUP BY user_id ORDER BY score DESC, user_id
+    """).to_arrow_table()
+    con.unregister("scored_eng")
+    users = acc["user_id"].to_pylist()
+    gid = pa.array([account_group.get(u) for u in users], pa.int64())
+    return acc.add_column(3, "group_id", gid)
+
+
+def _summary(feats: Features, fusion: Fusion, signals: dict[str, Signal], groups: pa.Table,
+             target_fpr: float, timer: Timer) -> dict[str, Any]:
+    e = feats.engagements
+    actions = e["action"].to_numpy(zero_copy_only=False)
+    likes = actions == "like"
+    return {
+        "version": __version__,
+        "counts": {
+            "engagements": int(e.num_rows), "likes": int(likes.sum()),
+            "flagged_engagements": int(fusion.flagged.sum()),
+            "flagged_likes": int((fusion.flagged & likes).sum()),
+            "accounts": feats.n_accounts, "groups": groups.num_rows,
+        },
+        "thresholds": {
+            "target_fpr": target_fpr, "score_threshold": fusion.threshold,
+            "estimated_organic_fpr": fusion.estimated_fpr, "tau": fusion.tau,
+            "estimated_bought_share": fusion.prior,
+        },
+        "signals": {"views": feats.has_views, "device": feats.has_device, "ip": feats.has_ip,
+                    "text": feats.has_text},
+        "detectors": {n: dict(s.params) for n, s in signals.items()},
+        "timings_s": timer.stages,
+    }

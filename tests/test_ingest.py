@@ -1,0 +1,160 @@
+"""Ingest against real malformed files: every quarantine reason, every fatal error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from likelens.errors import InputError, SchemaError
+from likelens.ingest import ingest
+
+HEADER = "ts,user_id,action,video_id,creator_id,event_id,watch_ms,video_ms,ip,device_id,text\n"
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, str):
+        text = text.encode()
+    path.write_bytes(text)
+    return path
+
+
+def reasons(result) -> dict[int, str]:
+    return dict(zip(result.quarantine["row"].to_pylist(), result.quarantine["reason"].to_pylist(),
+                    strict=True))
+
+
+def test_csv_good_and_bad_rows(tmp_path: Path, key: bytes) -> None:
+    rows = [
+        "1000,1,like,10,5,,2000,9000,1.2.3.4,devA,\"nice, really\"",   # 0 good, quoted comma
+        "1001,2,poke,10,5,,,,,,",                                      # 1 unknown action
+        "1002,,like,10,5,,,,,,",                                       # 2 missing user_id
+        "yesterday,3,like,10,5,,,,,,",                                 # 3 unparseable time
+        "1004,4,view,10,5,,-5,9000,,,",                                # 4 negative watch
+        "1005,5,view,10,5,,abc,9000,,,",                               # 5 not a number
+        "1006,6,like,10,5,,,,300.1.1.1,,",                             # 6 bad ip
+        "2026-11-26T08:00:00+08:00,7,LIKE,10,5,,,,,,",                 # 7 good ISO time, any case
+        "2026-11-26T08:00:00,8,like,10,5,,,,,,",                       # 8 time without offset
+        "1009,9,like,,5,,,,,,",                                        # 9 like without video
+        "1010,10,follow,,5,,,,,,",                                     # 10 good follow
+        "1011,11",                                                     # 11 wrong field count
+    ]
+    path = write(tmp_path / "log.csv", "\ufeff" + HEADER + "\n".join(rows) + "\n")
+    r = ingest([path], key=key)
+    assert sorted(r.events["event_id"].to_pylist()) == [0, 7, 10]
+    got = reasons(r)
+    assert got[1] == "unknown_action"
+    assert got[2] == "missing_value:user_id"
+    assert got[3] == "bad_time"
+    assert got[4] == "bad_number:watch_ms"
+    assert got[5] == "bad_number:watch_ms"
+    assert got[6] == "bad_ip"
+    assert got[8] == "bad_time"
+    assert got[9] == "missing_value:video_id"
+    assert got[11] == "malformed_row"
+    first = r.events.filter(pa.compute.equal(r.events["event_id"], 0)).to_pylist()[0]
+    assert first["text"] == "nice, really"
+    assert first["ts"] == 1000 and first["watch_ms"] == 2000
+    iso = r.events.filter(pa.compute.equal(r.events["event_id"], 7)).to_pylist()[0]
+    assert iso["ts"] == 1795651200000 and iso["action"] == "like"
+    assert set(r.quarantine["source"].to_pylist()) == {str(path)}
+
+
+def test_invalid_utf8_row_is_quarantined_others_kept(tmp_path: Path, key: bytes) -> None:
+    data = (HEADER.encode() + b"1,1,like,10,5,,,,,,ok\n" + b"2,2,comment,10,5,,,,,,\xff\xfe\n"
+            + b"3,3,like,11,5,,,,,,fine\n")
+    r = ingest([write(tmp_path / "bad.csv", data)], key=key)
+    assert r.events["event_id"].to_pylist() == [0, 2]
+    assert reasons(r) == {1: "invalid_utf8"}
+
+
+def test_duplicate_event_id_keeps_first(tmp_path: Path, key: bytes) -> None:
+    text = HEADER + "1,1,like,10,5,e1,,,,,\n2,2,like,10,5,e2,,,,,\n3,3,like,10,5,e1,,,,,\n"
+    r = ingest([write(tmp_path / "dup.csv", text)], key=key)
+    assert r.events["event_id"].to_pylist() == ["e1", "e2"]
+    assert reasons(r) == {2: "duplicate_event_id"}
+    assert "e1" in r.quarantine["raw"][0].as_py()
+
+
+def test_missing_required_column_is_schema_error(tmp_path: Path, key: bytes) -> None:
+    path = write(tmp_path / "nouser.csv", "ts,action,video_id\n1,like,2\n")
+    with pytest.raises(SchemaError) as info:
+        ingest([path], key=key)
+    msg = str(info.value)
+    assert "nouser.csv" in msg and "user_id" in msg and "\n" not in msg
+
+
+def test_truncated_parquet_is_input_error(tmp_path: Path, key: bytes) -> None:
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"ts": [1], "user_id": [1], "action": ["like"], "video_id": [2]}),
+                   good)
+    data = good.read_bytes()
+    bad = write(tmp_path / "cut.parquet", data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.parquet"):
+        ingest([bad], key=key)
+
+
+@pytest.mark.parametrize("name", ["empty.csv", "empty.jsonl"])
+def test_empty_file_is_input_error(tmp_path: Path, key: bytes, name: str) -> None:
+    with pytest.raises(InputError, match=name.replace(".", r"\.") + ".*empty"):
+        ingest([write(tmp_path / name, b"")], key=key)
+
+
+def test_parquet_timestamps_and_typed_ids(tmp_path: Path, key: bytes) -> None:
+    path = tmp_path / "typed.parquet"
+    ts = pa.array([1_700_000_000_000, 1_700_000_001_000], pa.timestamp("ms", tz="UTC"))
+    pq.write_table(pa.table({"ts": ts, "user_id": pa.array([7, 8], pa.int64()),
+                             "action": ["view", "like"], "video_id": [1, 1],
+                             "watch_ms": [1000, None]}), path)
+    r = ingest([path], key=key)
+    assert r.events["ts"].to_pylist() == [1_700_000_000_000, 1_700_000_001_000]
+    assert r.events.schema.field("user_id").type == pa.int64()
+    assert r.quarantine.num_rows == 0
+
+
+def test_jsonl_mixed_types_and_broken_lines(tmp_path: Path, key: bytes) -> None:
+    lines = [json.dumps({"ts": 1, "user_id": 5, "action": "like", "video_id": "v1"}),
+             "{not json",
+             json.dumps({"ts": "2026-01-01T00:00:00Z", "user_id": "u6", "action": "view",
+                         "video_id": "v1", "watch_ms": 3000})]
+    r = ingest([write(tmp_path / "log.jsonl", "\n".join(lines) + "\n")], key=key)
+    assert r.events.num_rows == 2
+    assert reasons(r) == {1: "malformed_row"}
+    assert r.events["user_id"].to_pylist() == ["5", "u6"]
+
+
+def test_directory_reads_files_as_one_log_with_global_row_numbers(tmp_path: Path,
+                                                                  key: bytes) -> None:
+    d = tmp_path / "logs"
+    d.mkdir()
+    write(d / "a.csv", "ts,user_id,action,video_id\n1,1,like,2\n2,1,like,3\n")
+    write(d / "b.csv", "ts,user_id,action,video_id\n3,2,like,2\n")
+    r = ingest([d], key=key)
+    assert r.events["event_id"].to_pylist() == [0, 1, 2]
+    assert len(r.files) == 2
+
+
+def test_ip_and_device_are_pseudonymised_with_ranges_kept(tmp_path: Path, key: bytes) -> None:
+    text = HEADER + ("1,1,like,10,5,,,,10.1.2.3,phone-1,\n2,2,like,10,5,,,,10.1.2.99,phone-1,\n"
+                     "3,3,like,10,5,,,,10.1.3.3,phone-2,\n")
+    r = ingest([write(tmp_path / "net.csv", text)], key=key)
+    nets = r.events["ip_net"].to_pylist()
+    ips = r.events["ip_hash"].to_pylist()
+    assert nets[0] == nets[1] != nets[2]
+    assert len(set(ips)) == 3
+    assert r.events["device_hash"][0] == r.events["device_hash"][1]
+    dumped = str(r.events.to_pylist())
+    assert "10.1.2.3" not in dumped and "phone-1" not in dumped
+    other = ingest([tmp_path / "net.csv"], key=b"another-key-0123456789")
+    assert other.events["ip_hash"][0] != r.events["ip_hash"][0]
+
+
+def test_quarantine_raw_never_holds_clear_ip(tmp_path: Path, key: bytes) -> None:
+    text = HEADER + "1,1,poke,10,5,,,,10.9.8.7,phone-9,\n1,2,3\n10.9.8.7,x\n"
+    r = ingest([write(tmp_path / "q.csv", text)], key=key)
+    raw = " ".join(r.quarantine["raw"].to_pylist())
+    assert r.quarantine.num_rows == 3
+    assert "10.9.8.7" not in raw and "phone-9" not in raw
