@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 SESSION_MS = 10 * 60_000  # views this close to an engagement count as its feed session
+REFERRAL_MS = 30 * 60_000  # an engagement this soon after someone else shared the video
 
 
 @dataclass
@@ -79,10 +80,15 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
             SELECT user_id, video_id, ts AS view_ts, watch_ms AS view_watch,
                    video_ms AS view_video_ms
             FROM ev WHERE action = 'view'
-        ), j AS (
+        ), s AS (
+            SELECT video_id, user_id AS share_user, ts AS share_ts FROM ev WHERE action = 'share'
+        ), j0 AS (
             SELECT e.*, v.view_ts, v.view_watch, v.view_video_ms
             FROM e ASOF LEFT JOIN v
               ON e.user_id = v.user_id AND e.video_id = v.video_id AND e.ts >= v.view_ts
+        ), j AS (
+            SELECT j0.*, s.share_user, s.share_ts
+            FROM j0 ASOF LEFT JOIN s ON j0.video_id = s.video_id AND j0.ts > s.share_ts
         )
         SELECT (row_number() OVER (ORDER BY j.rid) - 1)::INTEGER AS pos, j.rid,
                (dense_rank() OVER (ORDER BY user_id) - 1)::INTEGER AS acc,
@@ -94,6 +100,8 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
                CASE WHEN view_watch IS NOT NULL AND coalesce(video_ms, view_video_ms) > 0
                     THEN view_watch / coalesce(video_ms, view_video_ms) END AS watch_frac,
                ts - view_ts AS since_view_ms,
+               coalesce(share_user <> user_id AND ts - share_ts <= {REFERRAL_MS}, false)
+                   AS after_share,
                greatest(s.near_views - CASE WHEN view_ts IS NOT NULL
                         AND ts - view_ts <= {SESSION_MS} THEN 1 ELSE 0 END, 0) AS session_views
         FROM j JOIN sess s USING (rid)

@@ -5,12 +5,18 @@ them meet on many targets within minutes of each other. Pairs are found with a b
 equi-join (same target, same or adjacent time bucket, then the exact window filter), which is
 linear in the engagements rather than quadratic in time. Fans who like one creator's new videos
 right after each publish meet on several targets too, but all of one creator: a pair counts only
-when its shared targets span at least two creators. Groups are the connected components of the
-pairs that meet on ``min_shared`` targets or more.
+when its shared targets span at least two creators. Friends who open a link one of them shared
+arrive together as well, but from inside their feed sessions: an engagement that follows someone
+else's share of the video and sits in a session is a referral and does not count as lockstep.
+
+Groups are the connected components of the pairs that meet on enough targets, where "enough" is
+learned from the log: the smallest count at which a time-shifted copy of the log (coordination
+removed, habits kept) yields few pairs.
 """
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -43,33 +49,22 @@ class LockstepDetector(Detector):
     name = "lockstep"
     reason = "lockstep"
 
-    def __init__(self, *, window_s: int = 600, min_shared: int = 3, min_group: int = 5) -> None:
+    def __init__(self, *, window_s: int = 600, min_shared: int = 3, min_group: int = 5,
+                 shift_s: int = 7200, max_null_share: float = 0.1, seed: int = 0) -> None:
         self.window_s, self.min_shared, self.min_group = window_s, min_shared, min_group
+        self.shift_s, self.max_null_share, self.seed = shift_s, max_null_share, seed
 
     def _fit(self, feats: Features) -> Signal:
         con = feats.con
         w = int(self.window_s * 1000)
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE ls_pairs AS
-            WITH l AS (
-                SELECT acc, target, creator_id, ts, ts // {w} AS b FROM eng
-                WHERE action IN ('like', 'comment', 'share', 'follow', 'live_join')
-            ), m AS (
-                SELECT x.acc AS a, y.acc AS b, x.target, x.creator_id
-                FROM l x JOIN l y ON x.target = y.target AND y.b = x.b
-                WHERE x.acc < y.acc AND abs(x.ts - y.ts) <= {w}
-                UNION
-                SELECT least(x.acc, y.acc), greatest(x.acc, y.acc), x.target, x.creator_id
-                FROM l x JOIN l y ON x.target = y.target AND y.b = x.b + 1
-                WHERE x.acc <> y.acc AND abs(x.ts - y.ts) <= {w}
-            )
-            SELECT a, b, count(DISTINCT target) AS shared,
-                   count(DISTINCT creator_id) AS creators
-            FROM m GROUP BY a, b
-            HAVING count(DISTINCT target) >= {self.min_shared}
-               AND count(DISTINCT creator_id) >= 2
-        """)
-        pairs = con.sql("SELECT a, b, shared FROM ls_pairs").to_arrow_table()
+        counts = {}
+        for name, shift in (("ls_null", True), ("ls_pairs", False)):
+            self._pairs(con, name, w, shift)
+            counts[name] = dict(con.execute(
+                f"SELECT shared, count(*) FROM {name} GROUP BY 1").fetchall())
+        self.min_shared_ = self._choose_min_shared(counts["ls_pairs"], counts["ls_null"])
+        pairs = con.sql(f"SELECT a, b, shared FROM ls_pairs WHERE shared >= {self.min_shared_}"
+                        ).to_arrow_table()
         n_acc = feats.n_accounts
         a = pairs["a"].to_numpy().astype(np.int64)
         b = pairs["b"].to_numpy().astype(np.int64)
@@ -89,7 +84,6 @@ class LockstepDetector(Detector):
                 members = involved[comp == lab]
                 group_of[members] = len(groups)
                 groups.append(self._describe(feats, members, len(groups)))
-        user_ids = feats.engagements["user_id"].to_numpy(zero_copy_only=False)
         for gi, g in enumerate(groups):
             for acc in g.accounts:
                 account_group[acc] = gi
@@ -108,12 +102,58 @@ class LockstepDetector(Detector):
         con.unregister("ls_acc_group")
         met_col = np.zeros(n)
         met_col[met["pos"].to_numpy()] = met["met"].to_numpy()
-        del user_ids
-        score = np.where(in_group, np.minimum(1.0, 0.5 + 0.1 * met_col), 0.0)
+        score = np.where(in_group & (met_col > 0), np.minimum(1.0, 0.5 + 0.1 * met_col),
+                         np.where(in_group, 0.25, 0.0))
         columns = {"lockstep_partners": np.log1p(partners[codes]),
                    "lockstep_met": np.log1p(met_col), "lockstep_group": in_group.astype(float)}
         return Signal(self.name, self.get_params(), columns, score, self.reason, tuple(groups),
                       account_group)
+
+
+    def _choose_min_shared(self, real: dict[int, int], null: dict[int, int]) -> int:
+        """Smallest shared-target count at which chance explains few of the pairs found.
+
+        ``null`` counts the pairs found after shifting each account's whole timeline by its own
+        random offset of up to ``shift_s``: individual habits stay, coordination is gone. The
+        threshold is the smallest k whose null pairs are at most ``max_null_share`` of the real
+        pairs at k or more, and never below ``min_shared``.
+        """
+        top = max([*real, *null, self.min_shared])
+        for k in range(self.min_shared, top + 1):
+            n_real = sum(v for s, v in real.items() if s >= k)
+            n_null = sum(v for s, v in null.items() if s >= k)
+            if n_null <= self.max_null_share * n_real:
+                return k
+        return top + 1
+
+    def _pairs(self, con: duckdb.DuckDBPyConnection, name: str, w: int, shift: bool) -> None:
+        """Account pairs meeting on two or more targets of two or more creators within ``w``."""
+        s = int(self.shift_s * 1000)
+        # The offset is drawn from what the account did, not from its name, so that renaming
+        # accounts cannot change the result.
+        ts = f"ts + (o.h % {2 * s + 1})::BIGINT - {s}" if shift else "ts"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {name} AS
+            WITH o AS (
+                SELECT acc, hash(min(ts), count(*), sum(ts), {self.seed}) AS h FROM eng
+                GROUP BY acc
+            ), l0 AS (
+                SELECT acc, target, creator_id, {ts} AS ts FROM eng JOIN o USING (acc)
+                WHERE NOT (after_share AND session_views > 0)
+            ), l AS (SELECT *, ts // {w} AS b FROM l0), m AS (
+                SELECT x.acc AS a, y.acc AS b, x.target, x.creator_id
+                FROM l x JOIN l y ON x.target = y.target AND y.b = x.b
+                WHERE x.acc < y.acc AND abs(x.ts - y.ts) <= {w}
+                UNION
+                SELECT least(x.acc, y.acc), greatest(x.acc, y.acc), x.target, x.creator_id
+                FROM l x JOIN l y ON x.target = y.target AND y.b = x.b + 1
+                WHERE x.acc <> y.acc AND abs(x.ts - y.ts) <= {w}
+            )
+            SELECT a, b, count(DISTINCT target) AS shared,
+                   count(DISTINCT creator_id) AS creators
+            FROM m GROUP BY a, b
+            HAVING count(DISTINCT target) >= 2 AND count(DISTINCT creator_id) >= 2
+        """)
 
     def _describe(self, feats: Features, members: np.ndarray, gid: int) -> Group:
         con = feats.con

@@ -1,0 +1,107 @@
+"""One conformance suite run over every registered detector (scikit-learn's check_estimator idea).
+
+A detector registered in ``likelens.detect.registry`` is tested here the moment it is added:
+deterministic, does not mutate its input, indifferent to row order and to how accounts are
+named, scores finite in [0, 1], picklable, and above its quality floor on a seeded scenario.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from likelens import sim
+from likelens.detect.registry import REGISTRY
+from likelens.features import build_features
+from likelens.ingest import ingest
+
+NAMES = [s.name for s in REGISTRY]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, key: bytes):
+    result = sim.simulate(sim.load_scenario("demo", users=3000), 21)
+    out = tmp_path_factory.mktemp("conf")
+    paths = sim.write(result, out)
+    events = ingest([paths["events"]], key=key).events
+    return result, events
+
+
+def scores_by_event(name: str, events: pa.Table) -> dict[object, float]:
+    feats = build_features(events)
+    sig = next(s for s in REGISTRY if s.name == name).create().fit(feats).signal_
+    return dict(zip(feats.engagements["event_id"].to_pylist(), sig.score.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_and_in_range(name: str, world) -> None:
+    _, events = world
+    a = scores_by_event(name, events)
+    b = scores_by_event(name, events)
+    assert a == b
+    values = np.array(list(a.values()))
+    assert np.isfinite(values).all()
+    assert values.min() >= 0.0 and values.max() <= 1.0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_does_not_mutate_input(name: str, world) -> None:
+    _, events = world
+    before = events.to_pydict()
+    scores_by_event(name, events)
+    assert events.to_pydict() == before
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_row_order_does_not_matter(name: str, world) -> None:
+    _, events = world
+    perm = np.random.default_rng(0).permutation(events.num_rows)
+    shuffled = events.take(pa.array(perm))
+    a = scores_by_event(name, events)
+    b = scores_by_event(name, shuffled)
+    diffs = [abs(a[k] - b[k]) for k in a]
+    assert max(diffs) < 1e-9
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_relabelling_accounts_changes_nothing(name: str, world) -> None:
+    _, events = world
+    renamed = events.set_column(
+        events.column_names.index("user_id"), "user_id",
+        pc.binary_join_element_wise("acct-", pc.cast(events["user_id"], pa.string()), ""))
+    a = scores_by_event(name, events)
+    b = scores_by_event(name, renamed)
+    assert max(abs(a[k] - b[k]) for k in a) < 1e-9
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pickles(name: str, world) -> None:
+    _, events = world
+    feats = build_features(events)
+    det = next(s for s in REGISTRY if s.name == name).create().fit(feats)
+    clone = pickle.loads(pickle.dumps(det))
+    assert np.array_equal(clone.signal_.score, det.signal_.score)
+    assert clone.get_params() == det.get_params()
+
+
+FLOORS = {"behaviour": ("bot", 0.85), "infra": ("pool", 0.8), "lockstep": ("organic", None)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quality_floor_alone(name: str, world) -> None:
+    result, events = world
+    kind, floor = FLOORS[name]
+    scores = scores_by_event(name, events)
+    truth = dict(zip(result.truth["event_id"].to_pylist(), result.truth["kind"].to_pylist(),
+                     strict=True))
+    likes = [k for k, a in zip(events["event_id"].to_pylist(), events["action"].to_pylist(),
+                               strict=True) if a == "like"]
+    organic = [scores[k] >= 0.5 for k in likes if truth[k] == "organic"]
+    assert np.mean(organic) < 0.05  # alone, no detector flags more than 5 % of organic likes
+    if floor is not None:
+        caught = [scores[k] >= 0.5 for k in likes if truth[k] == kind]
+        assert np.mean(caught) >= floor
