@@ -94,9 +94,8 @@ def scan_events(events: pa.Table, *, target_fpr: float = 0.001,
         columns: dict[str, np.ndarray] = {}
         for s in signals.values():
             columns.update(s.columns)
-        start = (np.maximum.reduce([s.score for s in signals.values()]) if signals
-                 else np.zeros(e.num_rows))
-        fusion = fuse(columns, start, e["action"].to_numpy(zero_copy_only=False),
+        starts = {name: s.score for name, s in signals.items()}
+        fusion = fuse(columns, starts, e["action"].to_numpy(zero_copy_only=False),
                       target_fpr=target_fpr)
     with timer.stage("scores", progress):
         engagements = _engagement_table(e, fusion)

@@ -88,7 +88,8 @@ def test_pickles(name: str, world) -> None:
     assert clone.get_params() == det.get_params()
 
 
-FLOORS = {"behaviour": ("bot", 0.85), "infra": ("pool", 0.8), "lockstep": ("organic", None)}
+FLOORS = {"behaviour": ("bot", 0.85), "infra": ("pool", 0.8), "lockstep": ("pool", None),
+          "burst": ("crowd", 0.5)}
 
 
 @pytest.mark.parametrize("name", NAMES)

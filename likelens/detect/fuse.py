@@ -41,9 +41,20 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
     "lockstep_met": ((0.1, 1.0, 2.0), "lockstep"),
     "lockstep_group": ((0.5,), "lockstep"),
     "dense_block": ((0.5,), "dense_block"),
-    "burst_surprise": ((0.5, 3.0, 10.0), "video_burst"),
+    "burst_task_surprise": ((0.5, 3.0, 10.0), "video_burst"),
+    "burst_hour_surprise": ((0.5, 3.0, 10.0), "video_burst"),
+    "burst_excess": ((0.5, 0.8, 0.95), "video_burst"),
     "template_accounts": ((0.5, 1.5, 2.5), "templated_text"),
 }
+
+
+# Evidence that involves more than one account or more than one engagement of a target. The
+# market sells packages, so bought engagement is collective by construction; an engagement with
+# none of these is one person's behaviour, which organic users show too (quick likers, a video
+# opened from a link), and is never flagged on its own.
+COLLECTIVE = ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise",
+              "acct_infra_surprise", "lockstep_met", "lockstep_group", "dense_block",
+              "burst_task_surprise", "burst_hour_surprise", "template_accounts")
 
 
 @dataclass(frozen=True)
@@ -67,42 +78,75 @@ def _codes(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     return np.where(np.isnan(v), len(edges) + 1, codes)
 
 
-def fuse(columns: Mapping[str, np.ndarray], start: np.ndarray, action: np.ndarray, *,
-         target_fpr: float = 0.001, iterations: int = 60, alpha: float = 1.0) -> Fusion:
-    """Fit the two-class mixture and flag at the target false-positive rate."""
+def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
+         action: np.ndarray, *, target_fpr: float = 0.001, iterations: int = 60,
+         alpha: float = 1.0) -> Fusion:
+    """Fit the mixture (organic + one bought component per detector) and flag at the target.
+
+    Bought engagement is not one thing: bots, farms and paid people leave different traces, so
+    one bought class would average them and lose the rarest. Each detector seeds its own bought
+    component with its standalone scores; EM then lets each component learn the profile of what
+    it caught. P(bought) is one minus the organic component's responsibility.
+    """
     names = [c for c in BINS if c in columns and np.nanmax(np.abs(columns[c]), initial=0) > 0]
-    n = len(start)
+    n = len(action)
     actions, act_codes = np.unique(action, return_inverse=True)
     feats = [_codes(columns[c], BINS[c][0]) for c in names] + [act_codes]
     sizes = [len(BINS[c][0]) + 2 for c in names] + [len(actions)]
-    r = np.clip(np.asarray(start, dtype=float), 0.02, 0.98)
-    llr_terms = np.zeros((len(feats), n))
-    tau, prior = 1.0, float(r.mean())
+    seeds = [np.clip(np.asarray(s, dtype=float), 0.0, 1.0) for s in starts.values()]
+    if not seeds:
+        seeds = [np.zeros(n)]
+    top = np.maximum.reduce(seeds)
+    r = np.vstack([np.clip(1.0 - top, 0.02, 1.0)] + [np.clip(s, 0.01, 1.0) for s in seeds])
+    collective = np.zeros(n, dtype=bool)
+    for c in COLLECTIVE:
+        if c in columns:
+            collective |= np.nan_to_num(np.asarray(columns[c], dtype=float)) > 0
+    r[1:, ~collective] = 0.0
+    r /= r.sum(axis=0)
+    n_comp = r.shape[0]
+    terms = np.zeros((n_comp, len(feats), n))
+    taus = np.ones(n_comp)
     it = 0
     while it < iterations:
         it += 1
-        prior = float(np.clip(r.mean(), 1e-4, 0.5))
+        prior = np.clip(r.mean(axis=1), 1e-6, None)
+        logp = np.zeros((n_comp, len(feats), n))
         for j, (codes, size) in enumerate(zip(feats, sizes, strict=True)):
-            bought = np.bincount(codes, weights=r, minlength=size) + alpha
-            organic = np.bincount(codes, weights=1 - r, minlength=size) + alpha
-            ratio = np.log(bought / bought.sum()) - np.log(organic / organic.sum())
-            llr_terms[j] = ratio[codes]
-        w0 = 1 - r
-        total = llr_terms.sum(axis=0)
-        var_sum = np.cov(total, aweights=w0) if n > 1 else 1.0
-        sum_var = sum(float(np.cov(t, aweights=w0)) for t in llr_terms) if n > 1 else 1.0
-        tau = float(max(1.0, var_sum / max(sum_var, 1e-12)))
-        logit = np.log(prior / (1 - prior)) + total / tau
-        new_r = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
-        if np.max(np.abs(new_r - r)) < 1e-5:
-            r = new_r
-            break
+            for c in range(n_comp):
+                counts = np.bincount(codes, weights=r[c], minlength=size) + alpha
+                logp[c, j] = np.log(counts / counts.sum())[codes]
+        w0 = r[0]
+        logit = np.zeros((n_comp, n))
+        for c in range(1, n_comp):
+            terms[c] = logp[c] - logp[0]
+            taus[c] = _tau(terms[c], w0)
+            logit[c] = np.log(prior[c] / prior[0]) + terms[c].sum(axis=0) / taus[c]
+        logit -= logit.max(axis=0)
+        new_r = np.exp(logit)
+        new_r[1:, ~collective] = 0.0
+        new_r /= new_r.sum(axis=0)
+        done = np.max(np.abs(new_r - r)) < 1e-5
         r = new_r
-    p = r
+        if done:
+            break
+    p = 1.0 - r[0]
     threshold, est = _threshold(p, target_fpr)
     flagged = p >= threshold
-    reasons = _reasons(names, llr_terms[: len(names)], flagged, columns)
-    return Fusion(p, flagged, reasons, threshold, est, tau, prior, it)
+    best = 1 + np.argmax(r[1:], axis=0) if n_comp > 1 else np.zeros(n, dtype=int)
+    chosen = terms[best, :, np.arange(n)].T if n_comp > 1 else terms[0]
+    reasons = _reasons(names, chosen[: len(names)], flagged)
+    return Fusion(p, flagged, reasons, threshold, est, float(taus[1:].max(initial=1.0)),
+                  float(p.mean()), it)
+
+
+def _tau(terms: np.ndarray, w0: np.ndarray) -> float:
+    """How much the per-column log-ratios double-count: var(sum) / sum(var), within organic."""
+    if terms.shape[1] < 2 or w0.sum() <= 0:
+        return 1.0
+    var_sum = float(np.cov(terms.sum(axis=0), aweights=w0))
+    sum_var = float(sum(np.cov(t, aweights=w0) for t in terms))
+    return max(1.0, var_sum / max(sum_var, 1e-12))
 
 
 def _threshold(p: np.ndarray, target_fpr: float) -> tuple[float, float]:
@@ -112,15 +156,14 @@ def _threshold(p: np.ndarray, target_fpr: float) -> tuple[float, float]:
     order = np.argsort(-p)
     organic_mass = np.cumsum(1 - p[order])
     fpr = organic_mass / max(float((1 - p).sum()), 1e-12)
-    ok = np.flatnonzero(fpr <= target_fpr)
+    ok = np.flatnonzero((fpr <= target_fpr) & (p[order] >= 0.5))
     if len(ok) == 0:
         return 1.0 + 1e-9, 0.0
     k = ok[-1]
-    return float(max(p[order][k], 0.5)), float(fpr[k])
+    return float(p[order][k]), float(fpr[k])
 
 
-def _reasons(names: list[str], terms: np.ndarray, flagged: np.ndarray,
-             columns: Mapping[str, np.ndarray]) -> list[list[str]]:
+def _reasons(names: list[str], terms: np.ndarray, flagged: np.ndarray) -> list[list[str]]:
     """For each flagged engagement, the vocabulary words of the columns that pushed it up."""
     out: list[list[str]] = [[] for _ in range(len(flagged))]
     idx = np.flatnonzero(flagged)
@@ -135,5 +178,4 @@ def _reasons(names: list[str], terms: np.ndarray, flagged: np.ndarray,
     for i in idx:
         if not out[i]:
             out[i].append("flagged_account")
-    del columns
     return out

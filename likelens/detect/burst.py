@@ -1,0 +1,94 @@
+"""Burst: a target that collects engagements its own audience does not explain.
+
+Two comparisons against the target's own organic curve, each a Poisson tail:
+
+- task-shaped engagements: likes that came with no view or from a view outside any feed session
+  happen organically at a low, stable rate (the log's own rate). A target where dozens of them
+  pile up was opened from a task list, whatever the supply (bots, farms or paid people);
+- likes against views per hour: in each hour a target's likes should follow its views at the
+  target's own like rate; an hour with far more likes than its views predict is a bought spike.
+  A fan burst after a publish brings views and likes together and is not a spike.
+
+Only the engagements that fit the burst carry its surprise: an in-session like with a full watch
+on a boosted video is a real fan, and stays one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from likelens.detect.base import Detector, Signal, poisson_surprise, squash
+from likelens.features import Features
+
+HOUR_MS = 3_600_000
+
+
+class BurstDetector(Detector):
+    """Per-target and per-hour surprise of task-shaped engagements and of likes over views."""
+
+    name = "burst"
+    needs = ("views",)
+    reason = "video_burst"
+
+    def __init__(self, *, bucket_s: int = 3600, half_surprise: float = 4.0) -> None:
+        self.bucket_s, self.half_surprise = bucket_s, half_surprise
+
+    def _fit(self, feats: Features) -> Signal:
+        con = feats.con
+        b = int(self.bucket_s * 1000)
+        task = ("(action IN ('like', 'comment', 'share') AND "
+                "(NOT has_view OR session_views = 0))")
+        t = con.sql(f"""
+            WITH e AS (SELECT pos, target, video_id, action, ts // {b} AS bucket,
+                              {task} AS task FROM eng),
+            rate AS (SELECT avg(task::INT)::DOUBLE AS p,
+                            count(DISTINCT target) AS n_targets FROM e
+                     WHERE action IN ('like', 'comment', 'share')),
+            tt AS (SELECT target, count(*) FILTER (WHERE action IN ('like','comment','share'))
+                          AS n, count(*) FILTER (WHERE task) AS k FROM e GROUP BY target),
+            vb AS (SELECT video_id, ts // {b} AS bucket, count(*) AS views FROM ev
+                   WHERE action = 'view' GROUP BY ALL),
+            vt AS (SELECT video_id, count(*) AS views FROM ev WHERE action = 'view'
+                   GROUP BY ALL),
+            lb AS (SELECT video_id, bucket, count(*) AS likes FROM e WHERE action = 'like'
+                   GROUP BY ALL),
+            lt AS (SELECT video_id, sum(likes) AS likes FROM lb GROUP BY ALL),
+            hb AS (SELECT lb.video_id, lb.bucket, lb.likes,
+                          coalesce(vb.views, 0) * (lt.likes::DOUBLE + 1) / (coalesce(vt.views, 0)
+                              + 1) AS expected
+                   FROM lb JOIN lt USING (video_id) LEFT JOIN vt USING (video_id)
+                   LEFT JOIN vb ON vb.video_id = lb.video_id AND vb.bucket = lb.bucket)
+            SELECT e.pos, e.task, tt.k, tt.n * rate.p AS lam, rate.n_targets,
+                   hb.likes AS hour_likes, hb.expected AS hour_expected
+            FROM e JOIN tt USING (target) CROSS JOIN rate
+            LEFT JOIN hb ON hb.video_id = e.video_id AND hb.bucket = e.bucket
+                        AND e.action = 'like'
+            ORDER BY e.pos
+        """).to_arrow_table()
+
+        def col(name: str) -> np.ndarray:
+            return np.nan_to_num(t[name].to_numpy(zero_copy_only=False).astype(float))
+
+        task_mask = t["task"].to_numpy(zero_copy_only=False).astype(bool)
+        n_targets = float(col("n_targets").max(initial=1.0))
+        target_s = poisson_surprise(col("k"), col("lam"), tests=n_targets)
+        hour_s = poisson_surprise(col("hour_likes"), col("hour_expected"),
+                                  tests=n_targets * 24)
+        target_s = np.where(task_mask, target_s, 0.0)
+        watch = feats.engagements["watch_frac"].to_numpy(zero_copy_only=False).astype(float)
+        # An in-session like with most of the video watched is a real fan inside a spike.
+        fan = ~task_mask & (np.nan_to_num(watch, nan=0.0) >= 0.5)
+        hour_s = np.where(fan, 0.0, hour_s)
+        surprise = np.maximum(target_s, hour_s)
+        # The share of the pile that chance does not explain: the chance that one engagement in
+        # it is part of the excess rather than of the target's organic background.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            task_excess = np.where(target_s > 0, 1.0 - col("lam") / col("k"), 0.0)
+            hour_excess = np.where(hour_s > 0, 1.0 - col("hour_expected") / col("hour_likes"),
+                                   0.0)
+        columns = {"burst_surprise": surprise, "burst_task_surprise": target_s,
+                   "burst_hour_surprise": hour_s,
+                   "burst_excess": np.clip(np.nan_to_num(np.maximum(task_excess, hour_excess)),
+                                           0.0, 1.0)}
+        return Signal(self.name, self.get_params(), columns,
+                      squash(surprise, self.half_surprise), self.reason)
