@@ -30,6 +30,8 @@ REGISTRY: tuple[DetectorSpec, ...] = (
                  "devices and /24 ranges converging on the same targets; accounts per device"),
     DetectorSpec("lockstep", "likelens.detect.lockstep.LockstepDetector", "stable", (),
                  "accounts meeting on many targets of several creators within minutes"),
+    DetectorSpec("dense", "likelens.detect.dense.DenseDetector", "stable", (),
+                 "account-target blocks denser than a degree-preserving shuffle (FRAUDAR)"),
     DetectorSpec("burst", "likelens.detect.burst.BurstDetector", "stable", ("views",),
                  "targets piling up task-shaped engagements; hours with more likes than views"),
 )
