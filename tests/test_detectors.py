@@ -89,7 +89,8 @@ def test_pickles(name: str, world) -> None:
 
 
 FLOORS = {"behaviour": ("bot", 0.85), "infra": ("pool", 0.8), "lockstep": ("pool", None),
-          "burst": ("bot", 0.5), "dense": ("bot", None)}
+          "burst": ("bot", 0.5), "dense": ("bot", None),
+          "text": ("bot", None)}
 
 
 @pytest.mark.parametrize("name", NAMES)

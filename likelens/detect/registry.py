@@ -32,6 +32,8 @@ REGISTRY: tuple[DetectorSpec, ...] = (
                  "accounts meeting on many targets of several creators within minutes"),
     DetectorSpec("dense", "likelens.detect.dense.DenseDetector", "stable", (),
                  "account-target blocks denser than a degree-preserving shuffle (FRAUDAR)"),
+    DetectorSpec("text", "likelens.detect.text.TextDetector", "stable", ("text",),
+                 "near-duplicate comments across accounts (character 3-grams, MinHash)"),
     DetectorSpec("burst", "likelens.detect.burst.BurstDetector", "stable", ("views",),
                  "targets piling up task-shaped engagements; hours with more likes than views"),
 )
