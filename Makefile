@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check likelens tests bench
 
 bench-quality: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/likelens bench quality
 
 clean:

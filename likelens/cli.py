@@ -165,6 +165,55 @@ def eval_(truth: Path, scan_dir: Path, action: str) -> None:
     (scan_dir / "quality.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
 
 
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print their figures (quality here; speed lives in bench/perf.py)."""
+
+
+@bench.command("quality")
+@click.option("--scenarios", default=None,
+              help="Comma-separated scenarios (default: every shipped scenario).")
+@click.option("--seed", type=int, default=101, show_default=True,
+              help="Seed; the tests never use it, so nothing was tuned on it.")
+@click.option("--max-users", type=int, default=30000, show_default=True,
+              help="Cap on a scenario's world size (platform-day is sized for speed work).")
+@click.option("--out", "out_md", type=click.Path(path_type=Path),
+              default=Path("bench/quality.md"), show_default=True)
+@click.option("--work", type=click.Path(path_type=Path), default=Path("bench/work"),
+              show_default=True, help="Where the simulated days are written.")
+def bench_quality(scenarios: str | None, seed: int, max_users: int, out_md: Path,
+                  work: Path) -> None:
+    """Every scenario against fusion, each detector alone, and the baselines.
+
+    Writes a markdown table (precision, recall, F1, organic FPR, the fusion's own FPR
+    estimate, recall by supply kind and for 10-like orders) to --out.
+
+    \b
+    Example:
+      likelens bench quality --scenarios baseline,adaptive --seed 101
+    """
+    import platform
+
+    from likelens import sim
+    from likelens.bench import markdown, run_scenario
+
+    names = scenarios.split(",") if scenarios else sim.scenario_names()
+    results = []
+    with err.status("bench") as status:
+        for name in names:
+            users = min(sim.load_scenario(name)["world"]["users"], max_users)
+            results += run_scenario(name, seed, users, work,
+                                    progress=lambda s: status.update(f"bench: {s}"))
+    header = (f"# Detection quality\n\nProduced by `likelens bench quality --seed {seed} "
+              f"--max-users {max_users}` (likelens {__version__}, Python "
+              f"{platform.python_version()}). Metrics over likes; organic FPR is the share of "
+              "organic likes flagged; est. FPR is the fusion's label-free estimate.")
+    text = markdown(results, header)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(text + "\n", encoding="utf-8")
+    click.echo(text)
+
+
 @cli.command()
 def detectors() -> None:
     """List the registered detectors, their status and what they need from the log."""

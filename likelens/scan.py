@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from likelens import __version__
 from likelens.detect.base import Group, Signal
-from likelens.detect.fuse import Fusion, fuse
+from likelens.detect.dense import task_shaped
+from likelens.detect.fuse import Fusion, account_context, fuse
 from likelens.detect.registry import REGISTRY, get
 from likelens.features import Features, build_features
 from likelens.ingest import QUARANTINE_SCHEMA, IngestResult, ingest
@@ -96,6 +97,7 @@ def scan_events(events: pa.Table, *, target_fpr: float = 0.001,
             columns.update(s.columns)
         starts = {name: s.score for name, s in signals.items()}
         fusion = fuse(columns, starts, e["action"].to_numpy(zero_copy_only=False),
+                      context=account_context(columns, task_shaped(feats)),
                       target_fpr=target_fpr)
     with timer.stage("scores", progress):
         engagements = _engagement_table(e, fusion)

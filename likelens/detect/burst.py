@@ -4,7 +4,9 @@ Two comparisons against the target's own organic curve, each a Poisson tail:
 
 - task-shaped engagements: likes that came with no view or from a view outside any feed session
   happen organically at a low, stable rate (the log's own rate). A target where dozens of them
-  pile up was opened from a task list, whatever the supply (bots, farms or paid people);
+  pile up was opened from a task list, whatever the supply (bots, farms or paid people); how
+  many others arrived within ``near_s`` of each one tells the pile's members from an organic
+  straggler on the same target;
 - likes against views per hour: in each hour a target's likes should follow its views at the
   target's own like rate; an hour with far more likes than its views predict is a bought spike.
   A fan burst after a publish brings views and likes together and is not a spike.
@@ -30,8 +32,9 @@ class BurstDetector(Detector):
     needs = ("views",)
     reason = "video_burst"
 
-    def __init__(self, *, bucket_s: int = 3600, half_surprise: float = 4.0) -> None:
-        self.bucket_s, self.half_surprise = bucket_s, half_surprise
+    def __init__(self, *, bucket_s: int = 3600, near_s: int = 1800,
+                 half_surprise: float = 4.0) -> None:
+        self.bucket_s, self.near_s, self.half_surprise = bucket_s, near_s, half_surprise
 
     def _fit(self, feats: Features) -> Signal:
         con = feats.con
@@ -58,9 +61,16 @@ class BurstDetector(Detector):
                               + 1) AS expected
                    FROM lb JOIN lt USING (video_id) LEFT JOIN vt USING (video_id)
                    LEFT JOIN vb ON vb.video_id = lb.video_id AND vb.bucket = lb.bucket)
-            SELECT e.pos, e.task, tt.k, tt.n * rate.p AS lam, rate.n_targets,
+            , near AS (
+                SELECT pos, count(*) FILTER (WHERE task) OVER (
+                    PARTITION BY target ORDER BY ts
+                    RANGE BETWEEN {self.near_s * 1000} PRECEDING
+                          AND {self.near_s * 1000} FOLLOWING) - task::INT AS task_near
+                FROM (SELECT pos, target, ts, {task} AS task FROM eng)
+            )
+            SELECT e.pos, e.task, tt.k, tt.n * rate.p AS lam, rate.n_targets, near.task_near,
                    hb.likes AS hour_likes, hb.expected AS hour_expected
-            FROM e JOIN tt USING (target) CROSS JOIN rate
+            FROM e JOIN tt USING (target) JOIN near USING (pos) CROSS JOIN rate
             LEFT JOIN hb ON hb.video_id = e.video_id AND hb.bucket = e.bucket
                         AND e.action = 'like'
             ORDER BY e.pos
@@ -87,6 +97,7 @@ class BurstDetector(Detector):
             hour_excess = np.where(hour_s > 0, 1.0 - col("hour_expected") / col("hour_likes"),
                                    0.0)
         columns = {"burst_surprise": surprise, "burst_task_surprise": target_s,
+                   "burst_task_near": np.where(task_mask, np.log1p(col("task_near")), 0.0),
                    "burst_hour_surprise": hour_s,
                    "burst_excess": np.clip(np.nan_to_num(np.maximum(task_excess, hour_excess)),
                                            0.0, 1.0)}

@@ -44,6 +44,7 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
     "burst_task_surprise": ((0.5, 3.0, 10.0), "video_burst"),
     "burst_hour_surprise": ((0.5, 3.0, 10.0), "video_burst"),
     "burst_excess": ((0.5, 0.8, 0.95), "video_burst"),
+    "burst_task_near": ((0.5, 1.2, 2.0, 3.0), "video_burst"),
     "template_accounts": ((0.5, 1.5, 2.5), "templated_text"),
 }
 
@@ -55,6 +56,25 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
 COLLECTIVE = ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise",
               "acct_infra_surprise", "lockstep_met", "lockstep_group", "dense_block",
               "burst_task_surprise", "burst_hour_surprise", "template_accounts")
+
+
+# Evidence about the account rather than the engagement. It applies to an engagement only when
+# the engagement itself fits what the account is suspected of (see ``account_context``): a
+# rented account's owner liking from their own phone inside a feed session is organic, however
+# the account behaves when the farm runs it.
+ACCOUNT_LEVEL = ("acct_iso_share", "acct_noview_share", "acct_low_share", "acct_views_per_eng",
+                 "acct_regular", "acct_infra_surprise", "lockstep_group", "lockstep_partners",
+                 "dense_account")
+
+
+def account_context(columns: Mapping[str, np.ndarray], task_shaped: np.ndarray) -> np.ndarray:
+    """Engagements to which account-level evidence applies: task-shaped ones, or ones made from
+    infrastructure that itself converges (device, address or /24 surprise)."""
+    ctx = np.asarray(task_shaped, dtype=bool).copy()
+    for c in ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise"):
+        if c in columns:
+            ctx |= np.nan_to_num(np.asarray(columns[c], dtype=float)) > 0
+    return ctx
 
 
 @dataclass(frozen=True)
@@ -79,8 +99,8 @@ def _codes(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
 
 
 def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
-         action: np.ndarray, *, target_fpr: float = 0.001, iterations: int = 100,
-         alpha: float = 1.0) -> Fusion:
+         action: np.ndarray, *, context: np.ndarray | None = None,
+         target_fpr: float = 0.001, iterations: int = 100, alpha: float = 1.0) -> Fusion:
     """Fit the mixture (organic + one bought component per detector) and flag at the target.
 
     Bought engagement is not one thing: bots, farms and paid people leave different traces, so
@@ -90,7 +110,13 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
 
     Engagements with the same bins are the same to the model, so EM runs over the distinct bin
     patterns weighted by how often each occurs: thousands of rows instead of millions.
+
+    ``context`` marks the engagements to which account-level columns apply; elsewhere those
+    columns are neutral (see ``ACCOUNT_LEVEL``). Without it they apply everywhere.
     """
+    if context is not None:
+        columns = {k: (np.where(context, v, 0.0) if k in ACCOUNT_LEVEL else v)
+                   for k, v in columns.items()}
     names = [c for c in BINS if c in columns and np.nanmax(np.abs(columns[c]), initial=0) > 0]
     n = len(action)
     actions, act_codes = np.unique(action, return_inverse=True)
@@ -98,7 +124,7 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
     sizes = np.array([len(BINS[c][0]) + 2 for c in names] + [len(actions)])
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     collective = np.zeros(n, dtype=bool)
-    for c in COLLECTIVE:
+    for c in COLLECTIVE:  # account-level ones are already neutral outside the context
         if c in columns:
             collective |= np.nan_to_num(np.asarray(columns[c], dtype=float)) > 0
     keys = np.vstack([*(codes[j] + offsets[j] for j in range(len(codes))), collective])
