@@ -1,0 +1,69 @@
+"""Quality floors of the whole scan on small seeded scenarios (the full table is a benchmark)."""
+
+from __future__ import annotations
+
+import pytest
+
+from likelens import sim
+from likelens.evaluate import evaluate_tables
+from likelens.ingest import ingest
+from likelens.scan import scan_events
+
+
+def scan_scenario(name: str, users: int, seed: int, tmp_path, key: bytes):
+    result = sim.simulate(sim.load_scenario(name, users=users), seed)
+    paths = sim.write(result, tmp_path / name)
+    events = ingest([paths["events"]], key=key).events
+    scan = scan_events(events)
+    rows = {r.split: r for r in evaluate_tables(result.truth, scan.engagements)}
+    return scan, rows
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, key: bytes):
+    return scan_scenario("baseline", 12000, 31, tmp_path_factory.mktemp("q"), key)
+
+
+def test_baseline_floors(baseline) -> None:
+    _, rows = baseline
+    everything = rows["all likes"]
+    assert everything.f1 >= 0.9
+    assert everything.organic_fpr <= 0.003
+    assert rows["kind=bot"].recall >= 0.98
+    assert rows["kind=pool"].recall >= 0.95
+    if "package=10" in rows:
+        assert rows["package=10"].recall >= 0.7
+
+
+def test_every_flag_has_reasons_from_the_vocabulary(baseline) -> None:
+    from likelens.schema import REASONS
+
+    scan, _ = baseline
+    flagged = scan.engagements.filter(scan.engagements["flagged"])
+    assert flagged.num_rows > 0
+    for reasons in flagged["reasons"].to_pylist():
+        assert reasons and set(reasons) <= set(REASONS)
+
+
+def test_groups_carry_readable_evidence(baseline) -> None:
+    scan, _ = baseline
+    assert scan.groups.num_rows >= 1
+    for row in scan.groups.to_pylist():
+        assert len(row["accounts"]) >= 5
+        assert "accounts" in row["evidence"] and row["first_ts"] <= row["last_ts"]
+
+
+def test_authentic_likes_never_exceed_raw(baseline) -> None:
+    scan, _ = baseline
+    v = scan.videos.to_pydict()
+    for likes, authentic, score in zip(v["likes"], v["authentic_likes"], v["authentic_score"],
+                                       strict=True):
+        assert 0 <= authentic <= likes + 1e-9
+        assert 0 <= score <= 100
+
+
+def test_organic_only_flags_almost_nothing(tmp_path, key: bytes) -> None:
+    _, rows = scan_scenario("organic-only", 8000, 32, tmp_path, key)
+    likes = rows["all likes"]
+    assert likes.fake == 0
+    assert likes.flagged <= 0.003 * likes.n
