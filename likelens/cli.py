@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from likelens import __version__
-from likelens.errors import LikeLensError, TooManyBadRows
+from likelens.errors import InputError, LikeLensError, TooManyBadRows
 
 err = Console(stderr=True)
 out = Console()
@@ -88,9 +88,11 @@ def simulate(scenario: str, seed: int, users: int | None, out_dir: Path, stats: 
 @click.option("--threads", type=int, default=None, help="Threads for DuckDB (default: all).")
 @click.option("--profile", is_flag=True, help="Print the time each stage took.")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
+@click.option("--ledger", "ledger_dir", type=click.Path(path_type=Path), default=None,
+              help="Append the scan's groups and decisions to the evidence ledger in DIR.")
 def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
          max_bad_rows: int | None, target_fpr: float, detectors: str | None,
-         threads: int | None, profile: bool, no_report: bool) -> None:
+         threads: int | None, profile: bool, no_report: bool, ledger_dir: Path | None) -> None:
     """Find bought engagement in an engagement log and score authentic engagement.
 
     INPUTS are Parquet, CSV or JSON Lines files, or directories of them, read as one log.
@@ -122,6 +124,14 @@ def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
                                  progress=lambda stage: status.update(f"scanning: {stage}"))
         status.update("writing outputs")
         paths = outputs.write(result, out_dir, report=not no_report)
+        if ledger_dir is not None:
+            from likelens.ledger.api import Ledger, record_scan
+
+            status.update("appending to the evidence ledger")
+            appended = record_scan(Ledger(ledger_dir), result.summary, result.engagements,
+                                   result.groups, ing.files)
+            err.print(f"ledger: records {appended.start}..{appended.stop - 1} appended to "
+                      f"{ledger_dir}")
     c = result.summary["counts"]
     err.print(f"{ing.events.num_rows:,} events, {ing.quarantine.num_rows:,} quarantined; "
               f"{c['flagged_likes']:,} of {c['likes']:,} likes flagged")
@@ -212,6 +222,120 @@ def bench_quality(scenarios: str | None, seed: int, max_users: int, out_md: Path
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(text + "\n", encoding="utf-8")
     click.echo(text)
+
+
+@cli.group()
+def ledger() -> None:
+    """The evidence ledger: an append-only Merkle log (RFC 6962) of decisions.
+
+    \b
+    Example:
+      likelens scan events.parquet --out scan/ --ledger ledger/
+      likelens ledger checkpoint --ledger ledger/
+      likelens ledger prove 0 --ledger ledger/ > proof.json
+      likelens ledger verify --bundle proof.json --pubkey ledger/public.pem
+    """
+
+
+LEDGER_OPT = click.option("--ledger", "ledger_dir", type=click.Path(path_type=Path),
+                          default=Path("ledger"), show_default=True, help="Ledger directory.")
+
+
+@ledger.command("init")
+@LEDGER_OPT
+def ledger_init(ledger_dir: Path) -> None:
+    """Create the ledger and its Ed25519 signing key (0600) if they do not exist."""
+    from likelens.ledger.api import Ledger
+
+    lg = Ledger(ledger_dir)
+    click.echo(f"ledger at {ledger_dir} with {lg.log.size} records; public key "
+               f"{ledger_dir / 'public.pem'}")
+
+
+@ledger.command("checkpoint")
+@LEDGER_OPT
+def ledger_checkpoint(ledger_dir: Path) -> None:
+    """Sign the current tree head and print the checkpoint (publish it somewhere else)."""
+    from likelens.ledger.api import Ledger
+
+    lg = Ledger(ledger_dir, create=False)
+    click.echo(lg.log.checkpoint(lg.key).to_text(), nl=False)
+
+
+@ledger.command("prove")
+@click.argument("index", type=int)
+@LEDGER_OPT
+def ledger_prove(index: int, ledger_dir: Path) -> None:
+    """Print a JSON bundle proving record INDEX is in the log: record, proof, checkpoint."""
+    import json
+
+    from likelens.ledger.api import Ledger
+
+    click.echo(json.dumps(Ledger(ledger_dir, create=False).prove(index), indent=2))
+
+
+@ledger.command("verify")
+@LEDGER_OPT
+@click.option("--full", is_flag=True, help="Recompute every record and subtree hash.")
+@click.option("--checkpoint", "checkpoint_files", multiple=True,
+              type=click.Path(path_type=Path), help="A checkpoint published earlier.")
+@click.option("--bundle", type=click.Path(path_type=Path), default=None,
+              help="Verify a `prove` bundle offline instead of the ledger.")
+@click.option("--pubkey", type=click.Path(path_type=Path), default=None,
+              help="Public key PEM (default: the ledger's own public.pem).")
+def ledger_verify(ledger_dir: Path, full: bool, checkpoint_files: tuple[Path, ...],
+                  bundle: Path | None, pubkey: Path | None) -> None:
+    """Check signatures, consistency with published checkpoints and, with --full, every record.
+
+    Each problem is printed with its index and the expected against the computed hash; the exit
+    code is 4 when anything is wrong.
+    """
+    import json
+
+    from likelens.errors import LedgerVerificationError
+    from likelens.ledger.api import Ledger, verify_bundle
+    from likelens.ledger.checkpoint import Checkpoint, load_public
+
+    if bundle is not None:
+        key = load_public(pubkey or ledger_dir / "public.pem")
+        try:
+            data = json.loads(bundle.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read bundle ({exc})", file=str(bundle)) from None
+        cp = verify_bundle(data, key)
+        click.echo(f"ok: record {data['index']} is in the log of size {cp.size} "
+                   f"(root {cp.root.hex()})")
+        return
+    lg = Ledger(ledger_dir, create=False)
+    key = load_public(pubkey) if pubkey else lg.public_key
+    cps = [Checkpoint.from_text(p.read_text(encoding="utf-8")) for p in checkpoint_files]
+    problems = lg.log.verify(key, full=full, checkpoints=cps)
+    for p in problems:
+        click.echo(f"FAIL {p}", err=True)
+    if problems:
+        raise LedgerVerificationError(f"{len(problems)} problem(s) in {ledger_dir}")
+    click.echo(f"ok: {lg.log.size} records, root {lg.log.root().hex()}")
+
+
+@ledger.command("export")
+@LEDGER_OPT
+def ledger_export(ledger_dir: Path) -> None:
+    """Print every record as JSON Lines (index and record)."""
+    import json
+
+    from likelens.ledger.api import Ledger
+
+    for row in Ledger(ledger_dir, create=False).export():
+        click.echo(json.dumps(row, ensure_ascii=False, sort_keys=True))
+
+
+@ledger.command("pubkey")
+@LEDGER_OPT
+def ledger_pubkey(ledger_dir: Path) -> None:
+    """Print the ledger's public key (PEM): all a verifier needs besides a checkpoint."""
+    from likelens.ledger.api import Ledger
+
+    click.echo(Ledger(ledger_dir, create=False).pubkey_pem(), nl=False)
 
 
 @cli.command()

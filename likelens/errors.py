@@ -7,6 +7,7 @@
     │   └── SchemaError                a required column is missing
     ├── TooManyBadRows                 more quarantined rows than --max-bad-rows (exit 3)
     ├── ScenarioError                  a simulator scenario that cannot be loaded
+    ├── LedgerVerificationError        a proof, signature or stored record does not check out
     └── EngineUnavailable              an optional engine (Spark, Redis) is not installed
 
 Messages are single lines that name the file, and the row and column where known, because the
@@ -52,6 +53,17 @@ class TooManyBadRows(LikeLensError):
 
 class ScenarioError(LikeLensError):
     """A simulator scenario name or file that cannot be loaded."""
+
+
+class LedgerVerificationError(LikeLensError):
+    """A ledger check failed; says where (index) and the expected against the computed hash."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, index: int | None = None, expected: str | None = None,
+                 computed: str | None = None) -> None:
+        self.index, self.expected, self.computed = index, expected, computed
+        super().__init__(message)
 
 
 class EngineUnavailable(LikeLensError):
