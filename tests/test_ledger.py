@@ -81,8 +81,8 @@ def naive_path(m: int, d: list[bytes]) -> list[bytes]:
     while k * 2 < len(d):
         k *= 2
     if m < k:
-        return naive_path(m, d[:k]) + [naive_mth(d[k:])]
-    return naive_path(m - k, d[k:]) + [naive_mth(d[:k])]
+        return [*naive_path(m, d[:k]), naive_mth(d[k:])]
+    return [*naive_path(m - k, d[k:]), naive_mth(d[:k])]
 
 
 def naive_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
@@ -92,8 +92,8 @@ def naive_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
     while k * 2 < len(d):
         k *= 2
     if m <= k:
-        return naive_subproof(m, d[:k], b) + [naive_mth(d[k:])]
-    return naive_subproof(m - k, d[k:], False) + [naive_mth(d[:k])]
+        return [*naive_subproof(m, d[:k], b), naive_mth(d[k:])]
+    return [*naive_subproof(m - k, d[k:], False), naive_mth(d[:k])]
 
 
 def test_published_roots() -> None:
@@ -231,7 +231,7 @@ def test_deleted_and_swapped_rows_are_reported(sqlite_log) -> None:
 
 
 def test_rewritten_tree_is_caught_by_the_signed_root(sqlite_log) -> None:
-    log, store, key, _, _ = sqlite_log
+    _, store, key, _, _ = sqlite_log
     raw = _raw(store)
     raw.execute("DELETE FROM nodes")
     raw.execute("UPDATE records SET data = ? WHERE idx = 3", (b'{"decision":"forged"}',))
