@@ -12,7 +12,7 @@ import pytest
 
 from likelens.cli import main
 
-VERBS = ["simulate", "scan", "eval", "detectors", "info"]
+VERBS = ["simulate", "scan", "eval", "detectors", "info", "ledger", "bench"]
 
 
 def run(*args: str, env_key: bool = True) -> subprocess.CompletedProcess[str]:
@@ -127,3 +127,31 @@ def test_no_clear_ip_or_device_in_any_output(demo_day, tmp_path: Path) -> None:
     # require that no device id appears more often than chance would allow.
     assert not [v for v in leaked if "." in v]
     assert len(leaked) < 0.01 * len(devices)
+
+
+def test_scan_appends_to_ledger_and_a_bundle_verifies_offline(tmp_path: Path) -> None:
+    src = _mixed_csv(tmp_path / "mixed.csv")
+    lg = tmp_path / "ledger"
+    r = run("scan", str(src), "--out", str(tmp_path / "o"), "--no-report", "--ledger", str(lg))
+    assert r.returncode == 0, r.stderr
+    assert (lg / "signing.key").stat().st_mode & 0o777 == 0o600
+    first = json.loads(run("ledger", "export", "--ledger", str(lg)).stdout.splitlines()[0])
+    assert first["record"]["type"] == "scan" and len(first["record"]["input_sha256"]) == 64
+    cp = run("ledger", "checkpoint", "--ledger", str(lg))
+    assert cp.returncode == 0
+    (tmp_path / "cp.txt").write_text(cp.stdout)
+    bundle = run("ledger", "prove", "0", "--ledger", str(lg))
+    (tmp_path / "b.json").write_text(bundle.stdout)
+    ok = run("ledger", "verify", "--bundle", str(tmp_path / "b.json"), "--pubkey",
+             str(lg / "public.pem"))
+    assert ok.returncode == 0 and ok.stdout.startswith("ok")
+    full = run("ledger", "verify", "--ledger", str(lg), "--full", "--checkpoint",
+               str(tmp_path / "cp.txt"))
+    assert full.returncode == 0, full.stderr
+    data = json.loads(bundle.stdout)
+    data["record"] = data["record"].replace('"scan"', '"SCAN"')
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    bad = run("ledger", "verify", "--bundle", str(tmp_path / "bad.json"), "--pubkey",
+              str(lg / "public.pem"))
+    assert bad.returncode == 4
+    assert "expected" in bad.stderr and "computed" in bad.stderr

@@ -72,6 +72,7 @@ class SqliteStore:
         self.con = sqlite3.connect(self.path, isolation_level=None)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
+        self.con.execute("PRAGMA cache_size=-262144")  # 256 MiB: B-tree inserts stay in memory
         self.con.executescript("""
             CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, data BLOB NOT NULL,
                 leaf BLOB NOT NULL);
