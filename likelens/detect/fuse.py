@@ -53,9 +53,12 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
 # market sells packages, so bought engagement is collective by construction; an engagement with
 # none of these is one person's behaviour, which organic users show too (quick likers, a video
 # opened from a link), and is never flagged on its own.
-COLLECTIVE = ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise",
-              "acct_infra_surprise", "lockstep_met", "lockstep_group", "dense_block",
-              "burst_task_surprise", "burst_hour_surprise", "template_accounts")
+# Accounts per device and an hour's likes against its views are not in the list: families share
+# phones and fans like more than a video's average viewer, so those two only weigh in once
+# there is convergence on targets.
+COLLECTIVE = ("dev_surprise", "ip_surprise", "net_surprise", "acct_infra_surprise",
+              "lockstep_met", "lockstep_group", "dense_block", "burst_task_surprise",
+              "template_accounts")
 
 
 # Evidence about the account rather than the engagement. It applies to an engagement only when

@@ -77,9 +77,10 @@ class InfraDetector(Detector):
     def _accounts_per_device(feats: Features) -> np.ndarray:
         """Surprise of a device's account count against the organic sharing rate.
 
-        Most devices carry one account; the share of devices with a second account estimates how
-        often an organic device gains one more (a geometric null). A device's count k is then
-        scored by -log10 P(K >= k) under that null.
+        Shared devices are common (families), so the null is geometric with the decay the log's
+        own shared devices show: q = P(K >= 3) / P(K >= 2), the chance a shared device carries
+        one more account. A device's count k is scored by -log10 q^(k-2), Bonferroni-corrected
+        for the number of devices.
         """
         con = feats.con
         counts = con.sql("""
@@ -89,10 +90,10 @@ class InfraDetector(Detector):
         k = counts["k"].to_numpy().astype(float)
         if len(k) == 0:
             return np.zeros(feats.engagements.num_rows)
-        # Geometric null fitted on the bulk: p = P(K >= 2) / P(K >= 1), by the median device.
-        share_multi = float(np.mean(k >= 2))
-        q = min(max(share_multi, 1e-6), 0.5)
-        surprise = np.maximum(np.maximum(k - 1, 0) * -np.log10(q) - np.log10(len(k)), 0.0)
+        shared = float(np.sum(k >= 2))
+        q = float(np.sum(k >= 3)) / shared if shared else 0.5
+        q = min(max(q, 1e-3), 0.9)
+        surprise = np.maximum(np.maximum(k - 2, 0) * -np.log10(q) - np.log10(len(k)), 0.0)
         con.register("dev_k", pa.table({"device_hash": counts["device_hash"], "s": surprise}))
         out = con.sql("""
             SELECT coalesce(d.s, 0) AS s FROM eng e
