@@ -53,10 +53,12 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
 # market sells packages, so bought engagement is collective by construction; an engagement with
 # none of these is one person's behaviour, which organic users show too (quick likers, a video
 # opened from a link), and is never flagged on its own.
-# Accounts per device and an hour's likes against its views are not in the list: families share
-# phones and fans like more than a video's average viewer, so those two only weigh in once
-# there is convergence on targets.
-COLLECTIVE = ("dev_surprise", "ip_surprise", "net_surprise", "acct_infra_surprise",
+# An hour's likes against its views is not in the list: fans like more than a video's average
+# viewer, so it only weighs in once there is other collective evidence. Accounts per device is,
+# because its null is fitted on the log's own shared devices (families) and only fires far
+# beyond them.
+COLLECTIVE = ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise",
+              "acct_infra_surprise",
               "lockstep_met", "lockstep_group", "dense_block", "burst_task_surprise",
               "template_accounts")
 
@@ -148,6 +150,10 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
     n_comp = r.shape[0]
     n_bins = int(sizes.sum())
     seg = np.repeat(np.arange(len(sizes)), sizes)
+    # Collective evidence is one-sided: each supply trips some detectors and not others, so a
+    # detector that stays silent says nothing either way (its zero bin carries no weight).
+    one_sided = np.array([c in COLLECTIVE for c in names] + [False])
+    silent = one_sided[:, None] & (flat == offsets[:, None])
     terms = np.zeros((n_comp, flat.shape[0], n_pat))
     taus = np.ones(n_comp)
     it = 0
@@ -162,7 +168,7 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
             logt[c] = np.log(counts / np.bincount(seg, weights=counts)[seg])
         logit = np.zeros((n_comp, n_pat))
         for c in range(1, n_comp):
-            terms[c] = logt[c][flat] - logt[0][flat]
+            terms[c] = np.where(silent, 0.0, logt[c][flat] - logt[0][flat])
             taus[c] = _tau(terms[c], mass[0])
             logit[c] = np.log(prior[c] / prior[0]) + terms[c].sum(axis=0) / taus[c]
         logit -= logit.max(axis=0)
