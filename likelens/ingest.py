@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -399,12 +400,72 @@ def _unify_ids(tables: list[pa.Table]) -> list[pa.Table]:
     return out
 
 
+def _canonical(table: pa.Table) -> pa.Table:
+    """The canonical columns in their fixed order; absent optional ones as typed nulls."""
+    types = {"watch_ms": pa.int64(), "video_ms": pa.int64(), "video_id": pa.int64(),
+             "creator_id": pa.int64()}
+    cols = []
+    for c in CANONICAL:
+        if c in table.column_names:
+            cols.append(table[c])
+        else:
+            cols.append(pa.nulls(table.num_rows, types.get(c, pa.string())))
+    return pa.table(cols, names=list(CANONICAL))
+
+
+def _split(table: pa.Table, path: Path, offset: int) -> tuple[pa.Table, pa.Table]:
+    """(canonical good rows with their event ids, quarantine rows) of one coerced file."""
+    bad_mask = pc.is_valid(table["_reason"])
+    bad = table.filter(bad_mask)
+    good = table.filter(pc.invert(bad_mask))
+    default_id = pc.add(good["_row"], offset)
+    if "event_id" in good.column_names:
+        eid = good["event_id"]
+        filled = pc.coalesce(eid, pc.cast(default_id, eid.type))
+        good = good.set_column(good.column_names.index("event_id"), "event_id", filled)
+    else:
+        good = good.append_column("event_id", default_id)
+    quarantine = pa.table({
+        "source": pa.array([str(path)] * bad.num_rows, pa.string()), "row": bad["_row"],
+        "raw": bad["_raw"], "reason": bad["_reason"]}, schema=QUARANTINE_SCHEMA)
+    return _canonical(good).append_column("_file_row", good["_row"]), quarantine
+
+
+def _duplicates(con: duckdb.DuckDBPyConnection, events: pa.Table) -> np.ndarray:
+    """Positions of rows whose event_id an earlier row already used (usually none).
+
+    A hash aggregate finds the repeated ids; only their rows are then ordered, so the common
+    case of unique ids costs one pass and no sort.
+    """
+    con.register("evs", events.select(["event_id"]))
+    repeated = con.sql("SELECT event_id FROM evs GROUP BY 1 HAVING count(*) > 1"
+                       ).to_arrow_table()["event_id"]
+    con.unregister("evs")
+    if len(repeated) == 0:
+        return np.empty(0, dtype=np.int64)
+    hit = np.flatnonzero(pc.is_in(events["event_id"], value_set=repeated.combine_chunks())
+                         .to_numpy(zero_copy_only=False))
+    ids = events["event_id"].take(pa.array(hit)).to_pylist()
+    seen: set[object] = set()
+    dup = []
+    for pos, i in zip(hit.tolist(), ids, strict=True):
+        if i in seen:
+            dup.append(pos)
+        seen.add(i)
+    return np.array(dup, dtype=np.int64)
+
+
 def ingest(paths: Iterable[str | Path], *, key: bytes,
            progress: Callable[[Path], None] | None = None) -> IngestResult:
-    """Read every input file into one canonical table and one quarantine table."""
+    """Read every input file into one canonical table and one quarantine table.
+
+    Files are coerced one at a time and kept in input order, so no global sort is needed;
+    event ids default to the row number over the whole input.
+    """
     files = discover(paths)
     con = duckdb.connect()
-    coerced: list[pa.Table] = []
+    goods: list[pa.Table] = []
+    sources: list[str] = []
     quarantined: list[pa.Table] = []
     offset = 0
     seen_columns: set[str] = set()
@@ -416,53 +477,42 @@ def ingest(paths: Iterable[str | Path], *, key: bytes,
         seen_columns |= {n for n in raw.table.column_names if n in COLUMN_BY_NAME}
         n_rows = max([raw.table.num_rows + len(raw.malformed)] +
                      [r + 1 for r, _, _ in raw.malformed])
-        table = table.append_column("_source", pa.array([str(path)] * table.num_rows))
-        table = table.append_column("_grow", pc.add(table["_row"], offset))
-        coerced.append(table)
-        quarantined.append(malformed)
+        del raw
+        good, bad = _split(table, path, offset)
+        goods.append(good)
+        sources.append(str(path))
+        quarantined += [malformed, bad]
         offset += n_rows
-    coerced = _unify_ids(coerced)
-    merged = pa.concat_tables(coerced, promote_options="permissive")
-    con.register("m", merged)
-    event_id = ("coalesce(event_id, CAST(_grow AS " +
-                ("VARCHAR" if "event_id" in merged.column_names and
-                 pa.types.is_string(merged.schema.field("event_id").type) else "BIGINT") + "))"
-                if "event_id" in merged.column_names else "_grow")
-    cols = set(merged.column_names)
-
-    def col(c: str, typ: str) -> str:
-        return f"{c}" if c in cols else f"CAST(NULL AS {typ})"
-
-    id_type = {c: ("VARCHAR" if c in cols and pa.types.is_string(merged.schema.field(c).type)
-                   else "BIGINT") for c in ID_COLUMNS}
-    result = con.sql(f"""
-        WITH k AS (
-            SELECT *, {event_id} AS _eid FROM m
-        ), d AS (
-            SELECT *, CASE WHEN _reason IS NULL AND
-                row_number() OVER (PARTITION BY _reason IS NULL, _eid ORDER BY _grow) > 1
-                THEN 'duplicate_event_id' END AS _dup FROM k
-        )
-        SELECT _eid AS event_id, ts, user_id, action,
-               {col('video_id', id_type['video_id'])} AS video_id,
-               {col('creator_id', id_type['creator_id'])} AS creator_id,
-               {col('watch_ms', 'BIGINT')} AS watch_ms, {col('video_ms', 'BIGINT')} AS video_ms,
-               {col('ip_hash', 'VARCHAR')} AS ip_hash, {col('ip_net', 'VARCHAR')} AS ip_net,
-               {col('device_hash', 'VARCHAR')} AS device_hash,
-               {col('region', 'VARCHAR')} AS region, {col('text', 'VARCHAR')} AS text,
-               coalesce(_reason, _dup) AS _reason, _source, _row, _raw,
-               CASE WHEN _dup IS NOT NULL THEN to_json(json_object(
-                   'event_id', _eid, 'ts', ts, 'user_id', user_id, 'action', action,
-                   'video_id', {col('video_id', 'VARCHAR')})) END AS _dupraw
-        FROM d ORDER BY _grow
-    """).to_arrow_table()
+    goods = _unify_ids(goods)
+    events = pa.concat_tables(goods, promote_options="permissive")
+    dup = _duplicates(con, events)
     con.close()
-    bad_mask = pc.is_valid(result["_reason"])
-    bad = result.filter(bad_mask)
-    good = result.filter(pc.invert(bad_mask)).select(list(CANONICAL))
-    raw_json = pc.coalesce(bad["_raw"], bad["_dupraw"])
-    quarantined.append(pa.table({"source": bad["_source"], "row": bad["_row"], "raw": raw_json,
-                                 "reason": bad["_reason"]}, schema=QUARANTINE_SCHEMA))
+    if len(dup):
+        # Map each duplicate's global position back to its file and row for the quarantine.
+        sizes = np.cumsum([0] + [g.num_rows for g in goods])
+        rows = events.take(pa.array(dup))
+        file_of = np.searchsorted(sizes, dup, side="right") - 1
+        quarantined.append(pa.table({
+            "source": pa.array([sources[f] for f in file_of], pa.string()),
+            "row": pa.array(_file_rows(goods, dup, sizes, file_of), pa.int64()),
+            "raw": pa.array([json.dumps({k: r[k] for k in ("event_id", "ts", "user_id",
+                                                            "action", "video_id")},
+                                        default=str) for r in rows.to_pylist()]),
+            "reason": pa.array(["duplicate_event_id"] * len(dup))}, schema=QUARANTINE_SCHEMA))
+        keep = np.ones(events.num_rows, dtype=bool)
+        keep[dup] = False
+        events = events.filter(pa.array(keep))
+    events = events.drop_columns(["_file_row"])
     quarantine = pa.concat_tables(quarantined).sort_by([("source", "ascending"),
                                                         ("row", "ascending")])
-    return IngestResult(good, quarantine, [str(f) for f in files], offset, seen_columns)
+    return IngestResult(events, quarantine, [str(f) for f in files], offset, seen_columns)
+
+
+def _file_rows(goods: list[pa.Table], dup: np.ndarray, sizes: np.ndarray,
+               file_of: np.ndarray) -> list[int]:
+    """File row numbers of duplicate rows (kept in each good table as its default event id
+    would be; recomputed from the file's own row column)."""
+    out = []
+    for pos, f in zip(dup.tolist(), file_of.tolist(), strict=True):
+        out.append(int(goods[f]["_file_row"][pos - int(sizes[f])].as_py()))
+    return out

@@ -132,13 +132,22 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
     for c in COLLECTIVE:  # account-level ones are already neutral outside the context
         if c in columns:
             collective |= np.nan_to_num(np.asarray(columns[c], dtype=float)) > 0
-    keys = np.vstack([*(codes[j] + offsets[j] for j in range(len(codes))), collective])
-    patterns, inverse, weight = np.unique(keys.T, axis=0, return_inverse=True,
-                                          return_counts=True)
+    # One mixed-radix integer per row (bins of every column, then the collective flag), so the
+    # distinct patterns come from a 1-D unique instead of a row-wise one.
+    if float(np.prod(sizes.astype(float))) * 2 < 2.0**62:
+        key = collective.astype(np.int64)
+        for j in range(len(codes)):
+            key = key * int(sizes[j]) + codes[j]
+        uniq, first, inverse, weight = np.unique(key, return_index=True, return_inverse=True,
+                                                 return_counts=True)
+    else:  # too many columns for one integer: the slower row-wise unique
+        rows = np.vstack([*codes, collective]).T
+        uniq, first, inverse, weight = np.unique(rows, axis=0, return_index=True,
+                                                 return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
-    flat = patterns[:, :-1].T  # (features, patterns): global bin index
-    pat_collective = patterns[:, -1].astype(bool)
-    n_pat = len(patterns)
+    flat = np.vstack([codes[j][first] + offsets[j] for j in range(len(codes))])
+    pat_collective = collective[first]
+    n_pat = len(uniq)
 
     seeds = [np.clip(np.asarray(s, dtype=float), 0.0, 1.0) for s in starts.values()] or \
         [np.zeros(n)]
