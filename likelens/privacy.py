@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -65,15 +66,37 @@ def _mac_key(key: bytes) -> bytes:
     return key if len(key) <= 64 else hashlib.sha256(key).digest()
 
 
-def _per_distinct(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Distinct non-null values of a column and, per row, the index of its value among them."""
-    uniques = pc.unique(column).drop_null()
-    return uniques, pc.index_in(column, value_set=uniques)
+Spread = Callable[[list, pa.DataType], pa.ChunkedArray]  # type: ignore[type-arg]
 
 
-def _spread(values: list, idx: pa.Array, type_: pa.DataType) -> pa.Array:  # type: ignore[type-arg]
-    """Per-row array from per-distinct ``values`` (null where the row was null)."""
-    return pc.take(pa.array(values, type=type_), idx)
+def _distinct(column: pa.ChunkedArray) -> tuple[pa.Array, Spread]:
+    """Distinct values of a text column, trimmed, and a function that spreads one value per
+    distinct back to the rows (null for null, blank or empty values).
+
+    A dictionary-encoded column (as Parquet's dictionary pages decode) is handled on its
+    dictionary alone: no per-row string is ever materialised.
+    """
+    if pa.types.is_dictionary(column.type):
+        col = column.unify_dictionaries()
+        values = (col.chunk(0).dictionary if col.num_chunks
+                  else pa.array([], column.type.value_type))
+        texts = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
+
+        def spread(per: list, type_: pa.DataType) -> pa.ChunkedArray:  # type: ignore[type-arg]
+            table = pa.array(per, type=type_)
+            if pa.types.is_string(type_):  # stay dictionary-encoded: no per-row strings
+                return pa.chunked_array([pa.DictionaryArray.from_arrays(ch.indices, table)
+                                         for ch in col.chunks])
+            return pa.chunked_array([pc.take(table, ch.indices) for ch in col.chunks],
+                                    type=type_)
+        return texts, spread
+    texts_col = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    uniques = pc.unique(texts_col).drop_null()
+    idx = pc.index_in(texts_col, value_set=uniques)
+
+    def spread_plain(per: list, type_: pa.DataType) -> pa.ChunkedArray:  # type: ignore[type-arg]
+        return pa.chunked_array([pc.take(pa.array(per, type=type_), idx)], type=type_)
+    return uniques, spread_plain
 
 
 _V4 = r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
@@ -102,12 +125,11 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes) -> tuple[pa.Array, pa.A
     junk) goes through ``ipaddress``. An unparseable address still gets a hash of its text (so
     the quarantine never holds it in clear) but no prefix hash, and is_valid is false.
     """
-    uniques, idx = _per_distinct(column)
-    texts = pc.utf8_trim_whitespace(uniques)
+    texts, spread = _distinct(column)
     ok, packed = _parse_v4(texts)
     mac = _mac_key(key)
-    h: list[str | None] = [None] * len(uniques)
-    n: list[str | None] = [None] * len(uniques)
+    h: list[str | None] = [None] * len(texts)
+    n: list[str | None] = [None] * len(texts)
     raw = packed.astype(">u4").tobytes()
     nets = (packed & np.uint32(0xFFFFFF00)).astype(">u4").tobytes()
     net_cache: dict[bytes, str] = {}
@@ -123,6 +145,8 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes) -> tuple[pa.Array, pa.A
     if len(others):
         for i, text in zip(others.tolist(), texts.take(pa.array(others)).to_pylist(),
                            strict=True):
+            if not text:  # blank: no address at all
+                continue
             try:
                 addr = ipaddress.ip_address(text)
             except ValueError:
@@ -133,14 +157,15 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes) -> tuple[pa.Array, pa.A
             h[i] = keyed_hash(key, b"ip:" + addr.packed)
             n[i] = keyed_hash(key, b"net:" + net.network_address.packed + bytes([bits]))
             valid[i] = True
-    return (_spread(h, idx, pa.string()), _spread(n, idx, pa.string()),
-            _spread(valid.tolist(), idx, pa.bool_()))
+    blank = [t is None or t == "" for t in texts.to_pylist()] if len(others) else []
+    ok_values = [None if (blank and blank[i]) else bool(v) for i, v in enumerate(valid)]
+    return spread(h, pa.string()), spread(n, pa.string()), spread(ok_values, pa.bool_())
 
 
 def pseudonymise_text(column: pa.ChunkedArray, key: bytes, label: bytes) -> pa.Array:
     """Keyed hash of each value of a text column (device ids), nulls kept."""
-    uniques, idx = _per_distinct(column)
+    texts, spread = _distinct(column)
     mac = _mac_key(key)
-    values = [hashlib.blake2b(label + v.encode(), key=mac, digest_size=8).hexdigest()
-              for v in uniques.to_pylist()]
-    return _spread(values, idx, pa.string())
+    values = [hashlib.blake2b(label + v.encode(), key=mac, digest_size=8).hexdigest() if v
+              else None for v in texts.to_pylist()]
+    return spread(values, pa.string())
