@@ -158,3 +158,19 @@ def test_quarantine_raw_never_holds_clear_ip(tmp_path: Path, key: bytes) -> None
     raw = " ".join(r.quarantine["raw"].to_pylist())
     assert r.quarantine.num_rows == 3
     assert "10.9.8.7" not in raw and "phone-9" not in raw
+
+
+def test_typed_parquet_fast_path_matches_the_general_path(tmp_path: Path, key: bytes) -> None:
+    import pyarrow.csv as pacsv
+
+    from likelens import sim
+
+    events = sim.simulate(sim.load_scenario("demo", users=300), 3).events
+    pq.write_table(events, tmp_path / "e.parquet")
+    pacsv.write_csv(events, tmp_path / "e.csv")
+    fast = ingest([tmp_path / "e.parquet"], key=key).events
+    general = ingest([tmp_path / "e.csv"], key=key).events
+    assert fast.num_rows == general.num_rows == events.num_rows
+    for col in ("event_id", "ts", "user_id", "action", "video_id", "creator_id", "watch_ms",
+                "video_ms", "ip_hash", "ip_net", "device_hash", "region", "text"):
+        assert fast[col].to_pylist() == general[col].to_pylist(), col
