@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-SESSION_MS = 10 * 60_000  # views this close to an engagement count as its feed session
+SESSION_MS = 10 * 60_000  # views this close (in whole minutes) count as the feed session
 REFERRAL_MS = 30 * 60_000  # an engagement this soon after someone else shared the video
 
 
@@ -47,13 +47,18 @@ class Features:
 
 
 def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
-    """Load the canonical events into DuckDB and derive the engagement features."""
+    """Register the canonical events with DuckDB (no copy) and derive the engagement features.
+
+    Nothing here sorts the whole log: views are first cut down to the (account, video) pairs
+    and accounts that have engagements, the view before each engagement is an ASOF join on that
+    small set, and feed-session context is counted in one-minute buckets with an equi-join.
+    """
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    con.register("events_arrow", events)
-    con.execute("CREATE TABLE ev AS SELECT row_number() OVER () - 1 AS rid, * FROM events_arrow")
-    con.unregister("events_arrow")
+    rid = pa.array(np.arange(events.num_rows, dtype=np.int64))
+    con.register("events_arrow", events.append_column("rid", rid))
+    con.execute("CREATE VIEW ev AS SELECT * FROM events_arrow")
 
     def any_value(col: str, where: str = "true") -> bool:
         # DuckDB 2: fetchall() finishes the result; fetchone() would leave it open.
@@ -61,31 +66,40 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
 
     has_views = any_value("*", "action = 'view'")
     has_device, has_ip, has_text = any_value("device_hash"), any_value("ip_net"), any_value("text")
-
+    minute = 60_000
+    reach = SESSION_MS // minute
+    con.execute("""
+        CREATE TEMP TABLE e0 AS
+        SELECT *, CASE WHEN action = 'follow' THEN 'c:' || CAST(creator_id AS VARCHAR)
+                       ELSE action[1:1] || ':' || CAST(video_id AS VARCHAR) END AS target
+        FROM ev WHERE action <> 'view'
+    """)
     con.execute(f"""
-        CREATE TABLE sess AS
-        SELECT rid,
-               sum(CASE WHEN action = 'view' THEN 1 ELSE 0 END) OVER (
-                   PARTITION BY user_id ORDER BY ts
-                   RANGE BETWEEN {SESSION_MS} PRECEDING AND {SESSION_MS} FOLLOWING) AS near_views
-        FROM ev
+        CREATE TEMP TABLE near AS
+        WITH vm AS (
+            SELECT user_id, ts // {minute} AS m, count(*) AS c FROM ev
+            WHERE action = 'view' AND user_id IN (SELECT DISTINCT user_id FROM e0)
+            GROUP BY ALL
+        ), probe AS (
+            SELECT rid, user_id, ts // {minute} + o AS m
+            FROM e0, range(-{reach}, {reach} + 1) AS r(o)
+        )
+        SELECT probe.rid, sum(vm.c) AS near_views
+        FROM probe JOIN vm USING (user_id, m) GROUP BY probe.rid
     """)
     con.execute(f"""
         CREATE TABLE eng AS
-        WITH e AS (
-            SELECT ev.*, CASE WHEN action = 'follow' THEN 'c:' || CAST(creator_id AS VARCHAR)
-                              ELSE action[1:1] || ':' || CAST(video_id AS VARCHAR) END AS target
-            FROM ev WHERE action <> 'view'
-        ), v AS (
-            SELECT user_id, video_id, ts AS view_ts, watch_ms AS view_watch,
+        WITH pairs AS (SELECT DISTINCT user_id, video_id FROM e0 WHERE video_id IS NOT NULL),
+        v AS (
+            SELECT ev.user_id, ev.video_id, ts AS view_ts, watch_ms AS view_watch,
                    video_ms AS view_video_ms
-            FROM ev WHERE action = 'view'
+            FROM ev SEMI JOIN pairs USING (user_id, video_id) WHERE action = 'view'
         ), s AS (
             SELECT video_id, user_id AS share_user, ts AS share_ts FROM ev WHERE action = 'share'
         ), j0 AS (
-            SELECT e.*, v.view_ts, v.view_watch, v.view_video_ms
-            FROM e ASOF LEFT JOIN v
-              ON e.user_id = v.user_id AND e.video_id = v.video_id AND e.ts >= v.view_ts
+            SELECT e0.*, v.view_ts, v.view_watch, v.view_video_ms
+            FROM e0 ASOF LEFT JOIN v
+              ON e0.user_id = v.user_id AND e0.video_id = v.video_id AND e0.ts >= v.view_ts
         ), j AS (
             SELECT j0.*, s.share_user, s.share_ts
             FROM j0 ASOF LEFT JOIN s ON j0.video_id = s.video_id AND j0.ts > s.share_ts
@@ -102,11 +116,13 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
                ts - view_ts AS since_view_ms,
                coalesce(share_user <> user_id AND ts - share_ts <= {REFERRAL_MS}, false)
                    AS after_share,
-               greatest(s.near_views - CASE WHEN view_ts IS NOT NULL
-                        AND ts - view_ts <= {SESSION_MS} THEN 1 ELSE 0 END, 0) AS session_views
-        FROM j JOIN sess s USING (rid)
+               greatest(coalesce(near.near_views, 0) - CASE WHEN view_ts IS NOT NULL
+                        AND ts - view_ts <= {SESSION_MS} THEN 1 ELSE 0 END, 0)
+                   AS session_views
+        FROM j LEFT JOIN near USING (rid)
         ORDER BY j.rid
     """)
-    con.execute("DROP TABLE sess")
+    con.execute("DROP TABLE near")
+    con.execute("DROP TABLE e0")
     eng = con.sql("SELECT * FROM eng").to_arrow_table()
     return Features(con, eng, has_views, has_device, has_ip, has_text)
