@@ -9,6 +9,10 @@ when its shared targets span at least two creators. Friends who open a link one 
 arrive together as well, but from inside their feed sessions: an engagement that follows someone
 else's share of the video and sits in a session is a referral and does not count as lockstep.
 
+A window in which one target collects more than ``max_cell`` engagements (a viral moment, or
+a large order delivered at once) says little about any one pair in it and would cost a
+quadratic number of pairs; such cells are left to the burst and dense detectors.
+
 Groups are the connected components of the pairs that meet on enough targets, where "enough" is
 learned from the log: the smallest count at which a time-shifted copy of the log (coordination
 removed, habits kept) yields few pairs.
@@ -17,6 +21,7 @@ removed, habits kept) yields few pairs.
 from __future__ import annotations
 
 import duckdb
+import numba
 import numpy as np
 import pyarrow as pa
 
@@ -24,23 +29,34 @@ from likelens.detect.base import Detector, Group, Signal
 from likelens.features import Features
 
 
-def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected-component label per node of an undirected graph given as edge arrays."""
+@numba.njit(cache=True)
+def _find(parent: np.ndarray, x: int) -> int:
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:
+        nxt = parent[x]
+        parent[x] = root
+        x = nxt
+    return root
+
+
+@numba.njit(cache=True)
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     parent = np.arange(n)
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for x, y in zip(a.tolist(), b.tolist(), strict=True):
-        rx, ry = find(x), find(y)
+    for i in range(len(a)):
+        rx, ry = _find(parent, a[i]), _find(parent, b[i])
         if rx != ry:
             parent[max(rx, ry)] = min(rx, ry)
-    return np.array([find(i) for i in range(n)])
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        out[i] = _find(parent, i)
+    return out
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component label (its smallest node) per node of an undirected edge list."""
+    return _components(n, np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
 
 
 class LockstepDetector(Detector):
@@ -50,8 +66,10 @@ class LockstepDetector(Detector):
     reason = "lockstep"
 
     def __init__(self, *, window_s: int = 600, min_shared: int = 3, min_group: int = 5,
-                 shift_s: int = 7200, max_null_share: float = 0.1, seed: int = 0) -> None:
+                 shift_s: int = 7200, max_null_share: float = 0.1, max_cell: int = 200,
+                 seed: int = 0) -> None:
         self.window_s, self.min_shared, self.min_group = window_s, min_shared, min_group
+        self.max_cell = max_cell
         self.shift_s, self.max_null_share, self.seed = shift_s, max_null_share, seed
 
     def _fit(self, feats: Features) -> Signal:
@@ -140,19 +158,20 @@ class LockstepDetector(Detector):
             ), l0 AS (
                 SELECT acc, target, creator_id, {ts} AS ts FROM eng JOIN o USING (acc)
                 WHERE NOT (after_share AND session_views > 0)
-            ), l AS (SELECT *, ts // {w} AS b FROM l0), m AS (
+            ), l1 AS (SELECT *, ts // {w} AS b FROM l0),
+            cell AS (SELECT target, b FROM l1 GROUP BY ALL HAVING count(*) <= {self.max_cell}),
+            l AS (SELECT l1.* FROM l1 SEMI JOIN cell USING (target, b)), m AS (
                 SELECT x.acc AS a, y.acc AS b, x.target, x.creator_id
                 FROM l x JOIN l y ON x.target = y.target AND y.b = x.b
                 WHERE x.acc < y.acc AND abs(x.ts - y.ts) <= {w}
-                UNION
+                UNION ALL
                 SELECT least(x.acc, y.acc), greatest(x.acc, y.acc), x.target, x.creator_id
                 FROM l x JOIN l y ON x.target = y.target AND y.b = x.b + 1
                 WHERE x.acc <> y.acc AND abs(x.ts - y.ts) <= {w}
             )
-            SELECT a, b, count(DISTINCT target) AS shared,
-                   count(DISTINCT creator_id) AS creators
+            SELECT a, b, count(DISTINCT target) AS shared
             FROM m GROUP BY a, b
-            HAVING count(DISTINCT target) >= 2 AND count(DISTINCT creator_id) >= 2
+            HAVING count(DISTINCT target) >= 2 AND min(creator_id) <> max(creator_id)
         """)
 
     def _describe(self, feats: Features, members: np.ndarray, gid: int) -> Group:
