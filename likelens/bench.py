@@ -118,7 +118,7 @@ def run_scenario(name: str, seed: int, users: int | None, work: Path,
     columns: dict[str, np.ndarray] = {}
     for s in signals.values():
         columns.update(s.columns)
-    action = feats.engagements["action"].to_numpy(zero_copy_only=False)
+    action = feats.engagements["action"]
     out: list[MethodResult] = []
 
     def record(method: str, fn: Callable[[], tuple[np.ndarray, np.ndarray, float | None]]

@@ -96,7 +96,7 @@ def scan_events(events: pa.Table, *, target_fpr: float = 0.001,
         for s in signals.values():
             columns.update(s.columns)
         starts = {name: s.score for name, s in signals.items()}
-        fusion = fuse(columns, starts, e["action"].to_numpy(zero_copy_only=False),
+        fusion = fuse(columns, starts, e["action"],
                       context=account_context(columns, task_shaped(feats)),
                       target_fpr=target_fpr)
     with timer.stage("scores", progress):
@@ -117,7 +117,7 @@ def _engagement_table(e: pa.Table, fusion: Fusion) -> pa.Table:
         "creator_id": e["creator_id"], "action": e["action"], "ts": e["ts"],
         "score": pa.array(np.round(fusion.probability, 6)),
         "flagged": pa.array(fusion.flagged),
-        "reasons": pa.array(fusion.reasons, pa.list_(pa.string())),
+        "reasons": fusion.reasons,
     })
 
 

@@ -9,6 +9,8 @@ sessions, so no single column here decides; fusion weighs them together.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from likelens.detect.base import Detector, Signal
 from likelens.features import Features
@@ -29,7 +31,8 @@ class BehaviourDetector(Detector):
 
     def _fit(self, feats: Features) -> Signal:
         e = feats.engagements
-        needs_view = np.isin(e["action"].to_numpy(zero_copy_only=False), NEEDS_VIEW)
+        needs_view = pc.is_in(e["action"], value_set=pa.array(NEEDS_VIEW)).to_numpy(
+            zero_copy_only=False)
         has_view = e["has_view"].to_numpy(zero_copy_only=False)
         watch = e["watch_frac"].to_numpy(zero_copy_only=False).astype(float)
         watch = np.where(np.isnan(watch), np.nan, np.clip(watch, 0.0, 3.0))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from likelens.detect.base import Detector, Group, Signal
 from likelens.features import Features
@@ -148,7 +149,8 @@ def task_shaped(feats: Features) -> np.ndarray:
         return np.ones(e.num_rows, dtype=bool)
     sessions = e["session_views"].to_numpy(zero_copy_only=False)
     has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
-    needs = np.isin(e["action"].to_numpy(zero_copy_only=False), ("like", "comment", "share"))
+    needs = pc.is_in(e["action"], value_set=pa.array(["like", "comment", "share"])).to_numpy(
+        zero_copy_only=False)
     return (sessions == 0) | (needs & ~has_view)
 
 

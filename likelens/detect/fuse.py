@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # column -> (bin edges, reason word when this column pushes towards bought)
 BINS: dict[str, tuple[tuple[float, ...], str]] = {
@@ -88,7 +90,7 @@ class Fusion:
 
     probability: np.ndarray
     flagged: np.ndarray
-    reasons: list[list[str]]
+    reasons: pa.Array  # list<string> per engagement
     threshold: float
     estimated_fpr: float
     tau: float
@@ -104,7 +106,7 @@ def _codes(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
 
 
 def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
-         action: np.ndarray, *, context: np.ndarray | None = None,
+         action: np.ndarray | pa.Array | pa.ChunkedArray, *, context: np.ndarray | None = None,
          target_fpr: float = 0.001, iterations: int = 100, alpha: float = 1.0) -> Fusion:
     """Fit the mixture (organic + one bought component per detector) and flag at the target.
 
@@ -124,7 +126,13 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
                    for k, v in columns.items()}
     names = [c for c in BINS if c in columns and np.nanmax(np.abs(columns[c]), initial=0) > 0]
     n = len(action)
-    actions, act_codes = np.unique(action, return_inverse=True)
+    # Action codes by Arrow's hash encoding: np.unique would sort millions of strings.
+    encoded = pc.dictionary_encode(pa.array(action) if isinstance(action, np.ndarray)
+                                   else action)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    actions = encoded.dictionary
+    act_codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     codes = [_codes(columns[c], BINS[c][0]) for c in names] + [act_codes]
     sizes = np.array([len(BINS[c][0]) + 2 for c in names] + [len(actions)])
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -188,17 +196,20 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
         r = new_r
         if done:
             break
-    p = (1.0 - r[0])[inverse]
-    threshold, est = _threshold(p, target_fpr)
-    flagged = p >= threshold
+    # Everything from here is decided per pattern, then spread to its rows.
+    p_pat = 1.0 - r[0]
+    threshold, est = _threshold(p_pat, weight, target_fpr)
+    flagged_pat = p_pat >= threshold
     if n_comp > 1:
         best = 1 + np.argmax(r[1:], axis=0)
-        chosen = terms[best, :, np.arange(n_pat)].T[:, inverse]
+        chosen = terms[best, :, np.arange(n_pat)].T
     else:
-        chosen = np.zeros((flat.shape[0], n))
-    reasons = _reasons(names, chosen[: len(names)], flagged)
-    return Fusion(p, flagged, reasons, threshold, est, float(taus[1:].max(initial=1.0)),
-                  float(p.mean()), it)
+        chosen = np.zeros((flat.shape[0], n_pat))
+    reasons_pat = pa.array(_reasons(names, chosen[: len(names)], flagged_pat),
+                           pa.list_(pa.string()))
+    p = p_pat[inverse]
+    return Fusion(p, flagged_pat[inverse], reasons_pat.take(pa.array(inverse)), threshold, est,
+                  float(taus[1:].max(initial=1.0)), float(p.mean()), it)
 
 
 def _tau(terms: np.ndarray, w0: np.ndarray) -> float:
@@ -214,13 +225,17 @@ def _tau(terms: np.ndarray, w0: np.ndarray) -> float:
     return float(max(1.0, var(terms.sum(axis=0)) / max(float(var(terms).sum()), 1e-12)))
 
 
-def _threshold(p: np.ndarray, target_fpr: float) -> tuple[float, float]:
-    """Lowest threshold whose estimated organic false-positive rate stays within the target."""
+def _threshold(p: np.ndarray, weight: np.ndarray, target_fpr: float) -> tuple[float, float]:
+    """Lowest threshold whose estimated organic false-positive rate stays within the target.
+
+    ``p`` and ``weight`` are per pattern, so engagements with the same evidence are flagged
+    together or not at all.
+    """
     if len(p) == 0:
         return 1.0, 0.0
-    order = np.argsort(-p)
-    organic_mass = np.cumsum(1 - p[order])
-    fpr = organic_mass / max(float((1 - p).sum()), 1e-12)
+    order = np.argsort(-p, kind="stable")
+    organic_mass = np.cumsum((1 - p[order]) * weight[order])
+    fpr = organic_mass / max(float(((1 - p) * weight).sum()), 1e-12)
     ok = np.flatnonzero((fpr <= target_fpr) & (p[order] >= 0.5))
     if len(ok) == 0:
         return 1.0 + 1e-9, 0.0
