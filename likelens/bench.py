@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from likelens import sim
-from likelens.detect.dense import bipartite_csr, peel, task_shaped
+from likelens.detect.dense import bipartite_csr, peel, target_codes, task_shaped
 from likelens.detect.fuse import account_context, fuse
 from likelens.detect.registry import REGISTRY
 from likelens.evaluate import Row, evaluate_tables
@@ -61,9 +61,8 @@ def watch_rule(feats: Features) -> tuple[np.ndarray, np.ndarray]:
 
 def fraudar_alone(feats: Features, blocks: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Plain FRAUDAR: peel the whole graph; engagements inside a block are flagged."""
-    e = feats.engagements
     acc = feats.account_codes.astype(np.int64)
-    targets, tgt = np.unique(e["target"].to_numpy(zero_copy_only=False), return_inverse=True)
+    targets, tgt = target_codes(feats)
     edges = np.unique(acc * len(targets) + tgt)
     a, t = edges // len(targets), edges % len(targets)
     deg = np.bincount(t, minlength=len(targets))

@@ -136,6 +136,13 @@ def bipartite_csr(left: np.ndarray, right: np.ndarray, n_left: int, n_right: int
     return np.cumsum(indptr), dst[order], w[order]
 
 
+def target_codes(feats: Features) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct targets and each engagement's index among them (Arrow hash encoding)."""
+    encoded = pc.dictionary_encode(feats.engagements["target"]).combine_chunks()
+    return (encoded.dictionary.to_numpy(zero_copy_only=False),
+            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+
+
 def task_shaped(feats: Features) -> np.ndarray:
     """Engagements outside any feed session (or with no view before them where one is needed).
 
@@ -166,7 +173,7 @@ class DenseDetector(Detector):
     def _fit(self, feats: Features) -> Signal:
         e = feats.engagements
         acc = feats.account_codes.astype(np.int64)
-        targets, tgt = np.unique(e["target"].to_numpy(zero_copy_only=False), return_inverse=True)
+        targets, tgt = target_codes(feats)
         task = task_shaped(feats)
         edges = np.unique(acc[task] * len(targets) + tgt[task])
         a, t = edges // len(targets), edges % len(targets)
