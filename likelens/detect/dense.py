@@ -137,10 +137,17 @@ def bipartite_csr(left: np.ndarray, right: np.ndarray, n_left: int, n_right: int
 
 
 def target_codes(feats: Features) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct targets and each engagement's index among them (Arrow hash encoding)."""
+    """Sorted distinct targets and each engagement's index among them.
+
+    Arrow's hash encoding finds the distinct values; only those are sorted, so node ids (and the
+    peeling's tie-breaks) do not depend on row order.
+    """
     encoded = pc.dictionary_encode(feats.engagements["target"]).combine_chunks()
-    return (encoded.dictionary.to_numpy(zero_copy_only=False),
-            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+    values = encoded.dictionary.to_numpy(zero_copy_only=False)
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return values[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def task_shaped(feats: Features) -> np.ndarray:
