@@ -66,8 +66,8 @@ for a, t in edges:
     g.add_review(reviewers[a], products[t], 1.0)
 t0 = time.perf_counter()
 g.update()
-print(time.perf_counter() - t0)
-print(",".join(r.name[1:] for r in g.reviewers if r.anomalous_score > 0))
+print("RESULT", time.perf_counter() - t0)
+print("RESULT", ",".join(r.name[1:] for r in g.reviewers if r.anomalous_score > 0))
 """
 
 
@@ -100,7 +100,7 @@ def fraudar(sim_dir: Path) -> dict:
     np.save(WORK / "edges.npy", edges)
     res = subprocess.run([str(py), "-c", FRAUDAR_SCRIPT, str(WORK / "edges.npy")],
                          check=True, capture_output=True, text=True)
-    lines = res.stdout.strip().splitlines()
+    lines = [x[len("RESULT "):] for x in res.stdout.splitlines() if x.startswith("RESULT ")]
     theirs = float(lines[0])
     their_accounts = {int(x) for x in lines[1].split(",") if x} if len(lines) > 1 else set()
     overlap = len(ours_accounts & their_accounts) / max(len(ours_accounts | their_accounts), 1)
@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--events", default="1e6,1e7,2e7")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--fraudar", action="store_true")
+    ap.add_argument("--fraudar-events", type=float, default=None,
+                    help="Size whose graph FRAUDAR runs on (default: the smallest).")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "perf.md")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -143,7 +145,8 @@ def main() -> None:
                   f"{rows[-1]['wall_s'] / rows[0]['wall_s']:.1f} for "
                   f"{rows[-1]['events'] / rows[0]['events']:.1f}× the events."]
     if args.fraudar:
-        f = fraudar(simulate(int(float(args.events.split(',')[0]))))
+        size = args.fraudar_events or float(args.events.split(",")[0])
+        f = fraudar(simulate(int(size)))
         print(f"FRAUDAR: {f}", flush=True)
         lines += ["", "## Dense core against rgmining-fraudar", "",
                   f"Same account-video graph ({f['edges']:,} edges), one block: LikeLens "

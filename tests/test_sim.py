@@ -83,3 +83,24 @@ def test_ids_do_not_separate_fake_from_organic(big_day: sim.SimResult) -> None:
 
 def test_truth_is_kept_apart_from_events(big_day: sim.SimResult) -> None:
     assert not {"fake", "kind", "order_id", "package", "price"} & set(big_day.events.column_names)
+
+
+KUAIRAND = Path(__file__).resolve().parents[2] / "shared" / "data" / "kuairand-pure"
+
+
+def test_video_durations_and_fan_counts_follow_kuairand(big_day: sim.SimResult) -> None:
+    """Compare simulated distributions with the real KuaiRand-Pure tables when they are here."""
+    videos = KUAIRAND / "video_features_basic_pure.csv"
+    users = KUAIRAND / "user_features_pure.csv"
+    if not videos.exists() or not users.exists():
+        pytest.skip("../shared/data/kuairand-pure is not present")
+    import pyarrow.csv as pacsv
+
+    real_ms = np.array(pacsv.read_csv(videos)["video_duration"].to_pylist(), dtype=float)
+    real_ms = real_ms[np.isfinite(real_ms) & (real_ms > 0)]
+    sim_ms = np.array(big_day.events["video_ms"].drop_null().unique().to_pylist(), dtype=float)
+    # medians of the log-durations within 0.25 (a factor of about 1.3)
+    assert abs(np.median(np.log(sim_ms)) - np.median(np.log(real_ms))) < 0.25
+    real_fans = np.array(pacsv.read_csv(users)["fans_user_num"].to_pylist(), dtype=float)
+    cfg = sim.load_scenario("baseline")["world"]
+    assert abs(cfg["fans_log1p_mean"] - np.log1p(real_fans[np.isfinite(real_fans)]).mean()) < 0.05
