@@ -368,14 +368,21 @@ def _typed_fast_path(table: pa.Table) -> pa.Table | None:
                                                                       pa.string()))))
             for ch in action.chunks]
         action = pa.chunked_array(lowered) if lowered else pc.cast(action, pa.string())
-        action = pc.cast(action, pa.string())
     elif pa.types.is_string(action.type) or pa.types.is_large_string(action.type):
         action = pc.utf8_lower(pc.utf8_trim_whitespace(action))
     else:
         return None
+
+    def per_row(fn: Callable[[pa.Array], pa.Array]) -> pa.ChunkedArray:
+        """``fn`` on the action values: on a dictionary's values only, then spread by index."""
+        if pa.types.is_dictionary(action.type):
+            return pa.chunked_array([pc.take(fn(ch.dictionary), ch.indices)
+                                     for ch in action.chunks], pa.bool_())
+        return fn(action)
+
     ok = pc.and_kleene(pc.is_valid(table["ts"]), pc.is_valid(table["user_id"]))
-    ok = pc.and_kleene(ok, pc.is_in(action, value_set=pa.array(ACTIONS)))
-    follow = pc.equal(action, "follow")
+    ok = pc.and_kleene(ok, per_row(lambda v: pc.is_in(v, value_set=pa.array(ACTIONS))))
+    follow = per_row(lambda v: pc.equal(v, "follow"))
     ok = pc.and_kleene(ok, pc.or_kleene(pc.is_valid(table["video_id"]), follow))
     creator = table["creator_id"] if "creator_id" in names else None
     has_creator = pc.is_valid(creator) if creator is not None else pc.invert(follow)
