@@ -22,8 +22,6 @@ import numpy as np
 from likelens.detect.base import Detector, Signal, poisson_surprise, squash
 from likelens.features import Features
 
-HOUR_MS = 3_600_000
-
 
 class BurstDetector(Detector):
     """Per-target and per-hour surprise of task-shaped engagements and of likes over views."""

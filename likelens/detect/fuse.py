@@ -1,9 +1,10 @@
 """Fusion: one calibrated probability per engagement from every detector's evidence, no labels.
 
-The detectors' evidence columns are cut into a few ordered bins and modelled as a two-class latent
-mixture (organic, bought) fitted by expectation-maximisation, started from the detectors' own
-standalone scores. Each class learns, from this log, how often each bin occurs in it; the
-posterior of the bought class is the engagement's probability.
+The detectors' evidence columns are cut into a few ordered bins and modelled as a latent mixture
+(one organic component, one bought component per detector) fitted by expectation-maximisation,
+started from the detectors' own standalone scores. Each component learns, from this log, how often
+each bin occurs in it; one minus the organic component's posterior is the engagement's
+probability of having been bought.
 
 Evidence columns are correlated (an account that likes in isolation has a high isolated-share as
 well), so a naive product would count the same evidence twice and be overconfident. The

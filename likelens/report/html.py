@@ -70,7 +70,8 @@ def _watch_hist(result: ScanResult) -> go.Figure:
 def _raw_vs_authentic(result: ScanResult) -> go.Figure:
     v = result.videos
     likes = v["likes"].to_numpy()
-    auth = v["authentic_likes"].to_numpy(zero_copy_only=False)
+    # a log axis cannot show zero: an all-bought video sits on the floor of 0.5
+    auth = np.maximum(v["authentic_likes"].to_numpy(zero_copy_only=False), 0.5)
     flagged = v["flagged_likes"].to_numpy()
     ids = [str(x) for x in v["video_id"].to_pylist()]
     fig = go.Figure(go.Scattergl(
