@@ -155,3 +155,13 @@ def test_scan_appends_to_ledger_and_a_bundle_verifies_offline(tmp_path: Path) ->
               str(lg / "public.pem"))
     assert bad.returncode == 4
     assert "expected" in bad.stderr and "computed" in bad.stderr
+
+
+def test_views_only_log_scans_to_empty_decisions_and_a_report(tmp_path: Path) -> None:
+    src = tmp_path / "views.csv"
+    src.write_text("ts,user_id,action,video_id,watch_ms,video_ms\n" +
+                   "\n".join(f"{i * 1000},{i % 4},view,{i % 3},5000,60000" for i in range(30)))
+    r = run("scan", str(src), "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(tmp_path / "o" / "engagements.parquet").num_rows == 0
+    assert (tmp_path / "o" / "report.html").stat().st_size > 1000

@@ -67,3 +67,28 @@ def test_organic_only_flags_almost_nothing(tmp_path, key: bytes) -> None:
     likes = rows["all likes"]
     assert likes.fake == 0
     assert likes.flagged <= 0.003 * likes.n
+
+
+def test_scan_survives_tiny_and_odd_logs() -> None:
+    """Only views, a single like, only follows: the scan still writes consistent tables."""
+    import pyarrow as pa
+
+    def log(actions: list[str]) -> pa.Table:
+        n = len(actions)
+        return pa.table({
+            "event_id": pa.array(range(n), pa.int64()),
+            "ts": pa.array([1000 * i for i in range(n)], pa.int64()),
+            "user_id": pa.array([i % 3 for i in range(n)], pa.int64()), "action": actions,
+            "video_id": pa.array([None if a == "follow" else 7 for a in actions], pa.int64()),
+            "creator_id": pa.array([9] * n, pa.int64()),
+            "watch_ms": pa.array([500 if a == "view" else None for a in actions], pa.int64()),
+            "video_ms": pa.array([60_000] * n, pa.int64()),
+            **{c: pa.nulls(n, pa.string()) for c in ("ip_hash", "ip_net", "device_hash",
+                                                     "region", "text")}})
+
+    for actions in (["view"] * 5, ["like"], ["follow", "follow"], ["view", "like", "comment"]):
+        scan = scan_events(log(actions))
+        n_eng = sum(a != "view" for a in actions)
+        assert scan.engagements.num_rows == n_eng
+        assert scan.summary["counts"]["engagements"] == n_eng
+        assert scan.engagements["flagged"].to_pylist() == [False] * n_eng

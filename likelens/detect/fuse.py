@@ -122,6 +122,9 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
     ``context`` marks the engagements to which account-level columns apply; elsewhere those
     columns are neutral (see ``ACCOUNT_LEVEL``). Without it they apply everywhere.
     """
+    if len(action) == 0:  # a log with views only: nothing to decide
+        return Fusion(np.zeros(0), np.zeros(0, dtype=bool), pa.array([], pa.list_(pa.string())),
+                      1.0, 0.0, 1.0, 0.0, 0)
     if context is not None:
         columns = {k: (np.where(context, v, 0.0) if k in ACCOUNT_LEVEL else v)
                    for k, v in columns.items()}
