@@ -25,9 +25,11 @@ class BehaviourDetector(Detector):
     needs = ("views",)
     reason = "low_watch"
 
-    def __init__(self, *, low_watch_frac: float = 0.2, min_cadence_events: int = 5) -> None:
+    def __init__(self, *, low_watch_frac: float = 0.2, min_cadence_events: int = 5,
+                 fast_chain_s: int = 15) -> None:
         self.low_watch_frac = low_watch_frac
         self.min_cadence_events = min_cadence_events
+        self.fast_chain_s = fast_chain_s
 
     def _fit(self, feats: Features) -> Signal:
         e = feats.engagements
@@ -38,6 +40,12 @@ class BehaviourDetector(Detector):
         watch = np.where(np.isnan(watch), np.nan, np.clip(watch, 0.0, 3.0))
         session = e["session_views"].to_numpy(zero_copy_only=False).astype(float)
         no_view = needs_view & ~has_view
+        # view → like → comment/share chained within seconds of opening the video
+        since = e["since_view_ms"].to_numpy(zero_copy_only=False).astype(float)
+        chained = pc.is_in(e["action"], value_set=pa.array(["comment", "share"])).to_numpy(
+            zero_copy_only=False)
+        fast_chain = chained & has_view & (np.nan_to_num(since, nan=np.inf)
+                                           < self.fast_chain_s * 1000)
         isolated = needs_view & (session == 0)
         low = needs_view & has_view & (watch < self.low_watch_frac)
         acct = feats.con.sql(f"""
@@ -81,6 +89,7 @@ class BehaviourDetector(Detector):
             isolated * 0.4]), 0, 1)
         columns = {
             "no_view": no_view.astype(float), "isolated": isolated.astype(float),
+            "fast_chain": fast_chain.astype(float),
             "watch_frac": np.where(needs_view, watch, np.nan), "low_watch": low.astype(float),
             "acct_iso_share": col["iso_share"], "acct_noview_share": col["noview_share"],
             "acct_low_share": col["low_share"], "acct_views_per_eng":

@@ -31,6 +31,7 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
     "no_view": ((0.5,), "no_view_before"),
     "watch_frac": ((0.05, 0.2, 0.5, 0.9), "low_watch"),
     "isolated": ((0.5,), "isolated_view"),
+    "fast_chain": ((0.5,), "fast_sequence"),
     "acct_iso_share": ((0.05, 0.3, 0.7, 0.95), "isolated_view"),
     "acct_noview_share": ((0.05, 0.5), "no_view_before"),
     "acct_low_share": ((0.1, 0.4, 0.8), "low_watch"),
@@ -57,13 +58,14 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
 # none of these is one person's behaviour, which organic users show too (quick likers, a video
 # opened from a link), and is never flagged on its own.
 # An hour's likes against its views is not in the list: fans like more than a video's average
-# viewer, so it only weighs in once there is other collective evidence. Accounts per device is,
+# viewer, so it only weighs in once there is other collective evidence. Neither are repeated
+# comment texts: people write the same short praise on their own, so a template adds weight to
+# other collective evidence but never flags alone. Accounts per device is,
 # because its null is fitted on the log's own shared devices (families) and only fires far
 # beyond them.
 COLLECTIVE = ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise",
               "acct_infra_surprise",
-              "lockstep_met", "lockstep_group", "dense_block", "burst_task_surprise",
-              "template_accounts")
+              "lockstep_met", "lockstep_group", "dense_block", "burst_task_surprise")
 
 
 # Evidence about the account rather than the engagement. It applies to an engagement only when

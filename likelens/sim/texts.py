@@ -24,16 +24,17 @@ TEMPLATES = ["主播太棒了，支持一下{e}", "好视频，已赞已关注{e
              "great video, followed{e}", "支持原创，点赞{e}"]
 EMOJI = ["", "！", "!!", "👍", "👍👍", "❤️", "🌹", "💪", "~", "。"]
 
-N_ORGANIC = 6000
+N_ORGANIC = 60_000  # composed comments: large enough that two people rarely write the same
 
 
 def build_texts(seed: int) -> list[str]:
     """All texts the world can write: organic ones first, then templated variants."""
     rng = np.random.default_rng([seed, 11])
-    organic = list(COMMON)
-    while len(organic) < N_ORGANIC:
-        k = int(rng.integers(2, 7))
-        organic.append("".join(rng.choice(PIECES, size=k)))
+    n = N_ORGANIC - len(COMMON)
+    picks = rng.integers(0, len(PIECES), size=(n, 6))
+    lengths = rng.integers(2, 7, size=n)
+    organic = list(COMMON) + ["".join(PIECES[j] for j in row[:k])
+                              for row, k in zip(picks.tolist(), lengths.tolist(), strict=True)]
     templated = [t.format(e=e) for t in TEMPLATES for e in EMOJI]
     return organic + templated
 
