@@ -73,9 +73,11 @@ def simulate(cfg: Config, seed: int) -> SimResult:
     active = np.ones(world.n_users, dtype=bool)
     orders = None
     parts: list[Batch] = []
+    account_region = world.region
     if cfg["market"]["enabled"]:
         sups, sold, next_device = build_supplies(world, rng, next_account, next_device)
         next_account += len(sups["bot"].accounts)
+        account_region = np.concatenate([world.region, sups["bot"].region])
         active[sold] = False  # sold outright: the owner no longer uses it
         organic = organic_day(world, rng, active)
         organic = _assign_network(world, organic)
@@ -88,7 +90,7 @@ def simulate(cfg: Config, seed: int) -> SimResult:
         parts = [_assign_network(world, organic_day(world, rng, active))]
     day = _dedupe(Batch.concat(parts))
     day = day.take(np.argsort(day.ts, kind="stable"))
-    return _tables(world, cfg, rng, day, orders, next_account, next_device)
+    return _tables(world, cfg, rng, day, orders, account_region, next_device)
 
 
 def _assign_network(world: World, b: Batch) -> Batch:
@@ -99,9 +101,8 @@ def _assign_network(world: World, b: Batch) -> Batch:
 
 
 def _tables(world: World, cfg: Config, rng: np.random.Generator, day: Batch,
-            orders: Orders | None,
-            n_accounts: int, n_devices: int) -> SimResult:
-    user_ids = _opaque_ids(rng, n_accounts)
+            orders: Orders | None, account_region: np.ndarray, n_devices: int) -> SimResult:
+    user_ids = _opaque_ids(rng, len(account_region))
     video_ids = _opaque_ids(rng, world.n_videos + len(world.live_creator))
     device_ids = _opaque_ids(rng, n_devices)
     texts = np.array(build_texts(int(cfg["seed"])), dtype=object)
@@ -111,8 +112,6 @@ def _tables(world: World, cfg: Config, rng: np.random.Generator, day: Batch,
                         world.video_ms[np.clip(day.video, 0, world.n_videos - 1)], -1)
     mask_ms = video_ms < 0
     regions = np.array(cfg["world"]["regions"], dtype=object)
-    home_region = np.concatenate([world.region,
-                                  np.zeros(n_accounts - world.n_users, dtype=np.int8)])
     events = pa.table({
         "event_id": pa.array(np.arange(n, dtype=np.int64)),
         "ts": pa.array(day.ts),
@@ -125,7 +124,7 @@ def _tables(world: World, cfg: Config, rng: np.random.Generator, day: Batch,
         "video_ms": pa.array(video_ms, mask=mask_ms),
         "ip": _ip_text(day.ip),
         "device_id": pa.array(device_ids[day.device]).cast(pa.string()),
-        "region": pa.array(regions[home_region[day.user]], pa.string()),
+        "region": pa.array(regions[account_region[day.user]], pa.string()),
         "text": pa.array(np.where(day.text >= 0, texts[np.maximum(day.text, 0)], None),
                          pa.string()),
     })
