@@ -358,7 +358,7 @@ def info() -> None:
     t.add_column("part")
     t.add_column("available")
     checks = {
-        "pyspark (--engine spark)": importlib.util.find_spec("pyspark") is not None,
+        "pyspark (Spark engine, planned)": importlib.util.find_spec("pyspark") is not None,
         "redis server": shutil.which("redis-server") is not None,
         "java": shutil.which("java") is not None,
         "chromium (report screenshots)": shutil.which("chromium") is not None,
