@@ -588,8 +588,7 @@ def ingest(paths: Iterable[str | Path], *, key: bytes,
 
 def _file_rows(goods: list[pa.Table], dup: np.ndarray, sizes: np.ndarray,
                file_of: np.ndarray) -> list[int]:
-    """File row numbers of duplicate rows (kept in each good table as its default event id
-    would be; recomputed from the file's own row column)."""
+    """File row numbers of duplicate rows, read from each file's ``_file_row`` column."""
     out = []
     for pos, f in zip(dup.tolist(), file_of.tolist(), strict=True):
         out.append(int(goods[f]["_file_row"][pos - int(sizes[f])].as_py()))

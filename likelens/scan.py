@@ -125,12 +125,10 @@ def _groups(signals: dict[str, Signal]) -> tuple[pa.Table, dict[Any, int]]:
     rows: list[Group] = []
     account_group: dict[Any, int] = {}
     for s in signals.values():
-        for i, g in enumerate(s.groups):
-            gid = len(rows)
-            rows.append(g)
-            for acc, gi in s.account_group.items():
-                if gi == i and acc not in account_group:
-                    account_group[acc] = gid
+        offset = len(rows)  # this detector's group i becomes group offset + i
+        rows.extend(s.groups)
+        for acc, gi in s.account_group.items():
+            account_group.setdefault(acc, offset + gi)
     table = pa.table({
         "group_id": pa.array(range(len(rows)), pa.int64()),
         "kind": pa.array([g.kind for g in rows], pa.string()),
