@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from likelens import sim
-from likelens.detect.dense import bipartite_csr, peel, target_codes, task_shaped
+from likelens.detect.dense import account_target_graph, bipartite_csr, peel, task_shaped
 from likelens.detect.fuse import account_context, fuse
 from likelens.detect.registry import REGISTRY
 from likelens.evaluate import Row, evaluate_tables
@@ -61,24 +61,19 @@ def watch_rule(feats: Features) -> tuple[np.ndarray, np.ndarray]:
 
 def fraudar_alone(feats: Features, blocks: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Plain FRAUDAR: peel the whole graph; engagements inside a block are flagged."""
-    acc = feats.account_codes.astype(np.int64)
-    targets, tgt = target_codes(feats)
-    edges = np.unique(acc * len(targets) + tgt)
-    a, t = edges // len(targets), edges % len(targets)
-    deg = np.bincount(t, minlength=len(targets))
-    w = 1.0 / np.log(deg[t] + 5.0)
-    in_acc = np.zeros(feats.n_accounts, dtype=bool)
-    in_tgt = np.zeros(len(targets), dtype=bool)
-    keep = np.ones(len(a), dtype=bool)
+    g = account_target_graph(feats)
+    in_acc = np.zeros(g.n_acc, dtype=bool)
+    in_tgt = np.zeros(g.n_tgt, dtype=bool)
+    keep = np.ones(len(g.a), dtype=bool)
     for _ in range(blocks):
         if not keep.any():
             break
-        block = peel(*bipartite_csr(a[keep], t[keep], feats.n_accounts, len(targets), w[keep]))
-        accs = block.nodes[block.nodes < feats.n_accounts]
+        block = peel(*bipartite_csr(g.a[keep], g.t[keep], g.n_acc, g.n_tgt, g.w[keep]))
+        accs = block.nodes[block.nodes < g.n_acc]
         in_acc[accs] = True
-        in_tgt[block.nodes[block.nodes >= feats.n_accounts] - feats.n_accounts] = True
-        keep &= ~np.isin(a, accs)
-    flagged = in_acc[acc] & in_tgt[tgt]
+        in_tgt[block.nodes[block.nodes >= g.n_acc] - g.n_acc] = True
+        keep &= ~np.isin(g.a, accs)
+    flagged = in_acc[g.acc] & in_tgt[g.tgt]
     return flagged.astype(float), flagged
 
 

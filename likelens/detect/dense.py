@@ -150,6 +150,33 @@ def target_codes(feats: Features) -> tuple[np.ndarray, np.ndarray]:
     return values[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
+@dataclass(frozen=True)
+class Graph:
+    """Distinct account-target edges with FRAUDAR's column weights 1 / log(degree + 5)."""
+
+    a: np.ndarray         # account code per edge
+    t: np.ndarray         # target code per edge
+    w: np.ndarray         # edge weight
+    n_acc: int
+    n_tgt: int
+    deg_t: np.ndarray     # target degree
+    acc: np.ndarray       # account code per engagement
+    tgt: np.ndarray       # target code per engagement
+    targets: np.ndarray   # target value per target code
+
+
+def account_target_graph(feats: Features, mask: np.ndarray | None = None) -> Graph:
+    """The bipartite graph of the engagements selected by ``mask`` (all when None)."""
+    acc = feats.account_codes.astype(np.int64)
+    targets, tgt = target_codes(feats)
+    keep = np.ones(len(acc), dtype=bool) if mask is None else mask
+    edges = np.unique(acc[keep] * len(targets) + tgt[keep])
+    a, t = edges // len(targets), edges % len(targets)
+    deg_t = np.bincount(t, minlength=len(targets))
+    return Graph(a, t, 1.0 / np.log(deg_t[t] + 5.0), feats.n_accounts, len(targets), deg_t,
+                 acc, tgt, targets)
+
+
 def task_shaped(feats: Features) -> np.ndarray:
     """Engagements outside any feed session (or with no view before them where one is needed).
 
@@ -179,14 +206,10 @@ class DenseDetector(Detector):
 
     def _fit(self, feats: Features) -> Signal:
         e = feats.engagements
-        acc = feats.account_codes.astype(np.int64)
-        targets, tgt = target_codes(feats)
         task = task_shaped(feats)
-        edges = np.unique(acc[task] * len(targets) + tgt[task])
-        a, t = edges // len(targets), edges % len(targets)
-        n_acc, n_tgt = feats.n_accounts, len(targets)
-        deg_t = np.bincount(t, minlength=n_tgt)
-        w = 1.0 / np.log(deg_t[t] + 5.0)
+        g = account_target_graph(feats, task)
+        a, t, w, n_acc, n_tgt, deg_t, acc = g.a, g.t, g.w, g.n_acc, g.n_tgt, g.deg_t, g.acc
+        targets = g.targets
         rng = np.random.default_rng(self.seed)
         self.null_densities_: list[float] = []
         in_block_acc = np.full(n_acc, -1)

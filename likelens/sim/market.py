@@ -54,6 +54,13 @@ class Orders:
     delivery: np.ndarray
 
 
+def not_in_pool(world: World, pool_accounts: np.ndarray) -> np.ndarray:
+    """Organic users the farms did not buy: who can still take crowd tasks on their own phone."""
+    taken = np.zeros(world.n_users, dtype=bool)
+    taken[pool_accounts] = True
+    return np.flatnonzero(~taken)
+
+
 def build_supplies(world: World, rng: np.random.Generator, next_account: int, next_device: int
                    ) -> tuple[dict[str, Supply], np.ndarray, int]:
     """Create the bot network, the pool and the crowd. Returns supplies, pool owners' state, ids."""
@@ -80,9 +87,7 @@ def build_supplies(world: World, rng: np.random.Generator, next_account: int, ne
     pool = Supply("pool", pool_acc, farm_dev, world.region[pool_acc], farm_ranges)
 
     # Crowd: regular workers among real users, on their own phones and addresses.
-    taken = np.zeros(world.n_users, dtype=bool)
-    taken[pool_acc] = True
-    free = np.flatnonzero(~taken)
+    free = not_in_pool(world, pool_acc)
     n_crowd = min(max(int(cfg["crowd"]["workers_per_1k_users"] * n / 1000), int(0.6 * biggest)),
                   len(free) // 3)
     crowd_acc = np.sort(rng.choice(free, size=n_crowd, replace=False))
@@ -177,9 +182,7 @@ def fulfil(world: World, rng: np.random.Generator, orders: Orders, sups: dict[st
     out: list[Batch] = []
     n_regions = len(world.cfg["world"]["regions"])
     templates_by_seller = {k: rng.choice(len(TEMPLATES), size=3, replace=False) for k in sups}
-    taken = np.zeros(world.n_users, dtype=bool)
-    taken[sups["pool"].accounts] = True
-    casual_pool = np.flatnonzero(~taken)
+    casual_pool = not_in_pool(world, sups["pool"].accounts)
     for o in range(len(orders.package)):
         sup = sups[str(orders.supply[o])]
         size = int(orders.package[o])
