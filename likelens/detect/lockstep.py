@@ -101,7 +101,7 @@ class LockstepDetector(Detector):
             for lab in labels[sizes >= self.min_group]:
                 members = involved[comp == lab]
                 group_of[members] = len(groups)
-                groups.append(self._describe(feats, members, len(groups)))
+                groups.append(self._describe(feats, members))
         for gi, g in enumerate(groups):
             for acc in g.accounts:
                 account_group[acc] = gi
@@ -174,7 +174,7 @@ class LockstepDetector(Detector):
             HAVING count(DISTINCT target) >= 2 AND min(creator_id) <> max(creator_id)
         """)
 
-    def _describe(self, feats: Features, members: np.ndarray, gid: int) -> Group:
+    def _describe(self, feats: Features, members: np.ndarray) -> Group:
         con = feats.con
         con.register("ls_members", pa.table({"acc": members.astype(np.int32)}))
         row = con.execute(f"""
