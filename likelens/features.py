@@ -7,11 +7,16 @@ sorted partitions (never range self-joins, see DESIGN.md "Measured facts").
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from likelens import viewindex
+from likelens.schema import ACTIONS
 
 SESSION_MS = 10 * 60_000  # views this close (in whole minutes) count as the feed session
 REFERRAL_MS = 30 * 60_000  # an engagement this soon after someone else shared the video
@@ -27,6 +32,7 @@ class Features:
     has_device: bool
     has_ip: bool
     has_text: bool
+    videos: viewindex.VideoViews | None = None  # the views grouped by video
 
     @property
     def account_codes(self) -> np.ndarray:
@@ -46,83 +52,176 @@ class Features:
         return best[codes]
 
 
-def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
-    """Register the canonical events with DuckDB (no copy) and derive the engagement features.
+def action_mask(column: pa.ChunkedArray, action: str) -> np.ndarray:
+    """Rows whose (canonical, lower-case) action is ``action``, as a numpy bool array.
 
-    Nothing here sorts the whole log: views are first cut down to the (account, video) pairs
-    and accounts that have engagements, the view before each engagement is an ASOF join on that
-    small set, and feed-session context is counted in one-minute buckets with an equi-join.
+    Ingest keeps ``action`` dictionary-encoded: the comparison then runs on each chunk's few
+    dictionary values and is spread by index, never once per row on text.
+    """
+    parts = []
+    for ch in column.chunks:
+        if pa.types.is_dictionary(ch.type):
+            hit = pc.fill_null(pc.equal(ch.dictionary, action), False).to_numpy(
+                zero_copy_only=False)
+            idx = pc.fill_null(ch.indices, 0).to_numpy(zero_copy_only=False)
+            parts.append(hit[idx] & ch.is_valid().to_numpy(zero_copy_only=False)
+                         if len(hit) else np.zeros(len(ch), dtype=bool))
+        else:
+            parts.append(pc.fill_null(pc.equal(ch, action), False).to_numpy(
+                zero_copy_only=False))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _numpy(column: pa.ChunkedArray, fill: int = 0) -> np.ndarray:
+    """An integer column as one contiguous int64 numpy array, nulls as ``fill``."""
+    return np.ascontiguousarray(pc.fill_null(column, fill).to_numpy(), dtype=np.int64)
+
+
+def _take_or_null(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``column`` at ``rows``, null where a row is -1."""
+    idx = pa.array(np.maximum(rows, 0), mask=rows < 0)
+    return column.take(idx).combine_chunks() if len(rows) else pa.nulls(0, column.type)
+
+
+def _present(events: pa.Table, name: str, rows: np.ndarray | None = None) -> bool:
+    col = events[name] if rows is None else events[name].take(pa.array(rows))
+    return col.null_count < len(col)
+
+
+def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Each row's rank among the column's distinct values (-1 for null), and those values.
+
+    Ranks follow the values, not the order rows arrive in, so that nothing downstream (tie
+    breaks, group order) depends on row order.
+    """
+    enc = pc.dictionary_encode(column).combine_chunks()
+    order = pc.array_sort_indices(enc.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = np.where(idx >= 0, rank[np.maximum(idx, 0)], -1) if len(rank) else idx
+    return codes, enc.dictionary.take(pa.array(order))
+
+
+def _valid(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return pc.is_valid(column).to_numpy(zero_copy_only=False)
+
+
+def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
+    """Split the canonical log into engagements and views, and give each engagement its context.
+
+    Views are never joined in SQL: ``viewindex`` groups them once by account and by video and
+    answers each engagement's questions (session views, the view before, the video's views,
+    the share before) by binary search. What the detectors need from the views afterwards
+    (views per account, per video and per video-hour, accounts per device) is computed here, so
+    that the full log can be released as soon as this returns. The engagement table is built
+    in Arrow and registered with DuckDB as ``eng``: no copy into the database.
     """
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    rid = pa.array(np.arange(events.num_rows, dtype=np.int64))
-    con.register("events_arrow", events.append_column("rid", rid))
-    con.execute("CREATE VIEW ev AS SELECT * FROM events_arrow")
+    is_view = action_mask(events["action"], "view")
+    eng_rows = np.flatnonzero(~is_view)
+    e = events.filter(pa.array(~is_view))
+    has_views = bool(is_view.any())
+    has_device = _present(events, "device_hash")
+    has_ip = _present(events, "ip_net")
+    has_text = _present(e, "text")
 
-    def any_value(col: str, where: str = "true") -> bool:
-        # DuckDB 2: fetchall() finishes the result; fetchone() would leave it open.
-        return bool(con.execute(f"SELECT count({col}) > 0 FROM ev WHERE {where}").fetchall()[0][0])
+    # Accounts: codes among the accounts that engage, in id order (= dense_rank by user_id).
+    users = pc.unique(e["user_id"])
+    users = users.take(pc.array_sort_indices(users))
+    all_acc = viewindex.codes(events["user_id"], users)
+    eng_acc = all_acc[eng_rows]
+    vid, video_values = _sorted_codes(events["video_id"])
+    eng_vid = vid[eng_rows]
+    view_vid = np.where(is_view, vid, -1)
+    del vid
+    ts = _numpy(events["ts"])
+    eng_ts = ts[eng_rows]
+    # The two indexes (by account, by video) are independent: build them side by side, the
+    # compiled kernels release the GIL.
+    with ThreadPoolExecutor(2) as pool:
+        ctx_job = pool.submit(
+            viewindex.view_context, eng_acc=eng_acc, eng_vid=eng_vid, eng_ts=eng_ts,
+            n_accounts=len(users), view_acc=np.where(is_view, all_acc, -1), view_vid=view_vid,
+            ts=ts, bucket_ms=60_000, reach=SESSION_MS // 60_000)
+        videos = viewindex.VideoViews.build(view_vid, ts, video_values, events)
+        ctx = ctx_job.result()
+    del all_acc, view_vid, ts
+    n = len(eng_rows)
+    action = e["action"]
+    action_idx = np.full(n, -1, dtype=np.int64)
+    for k, name in enumerate(ACTIONS):
+        action_idx[action_mask(action, name)] = k
+    follow = action_idx == ACTIONS.index("follow")
+    share = action_idx == ACTIONS.index("share")
 
-    has_views = any_value("*", "action = 'view'")
-    has_device, has_ip, has_text = any_value("device_hash"), any_value("ip_net"), any_value("text")
-    minute = 60_000
-    reach = SESSION_MS // minute
-    con.execute("""
-        CREATE TEMP TABLE e0 AS
-        SELECT *, CASE WHEN action = 'follow' THEN 'c:' || CAST(creator_id AS VARCHAR)
-                       ELSE action[1:1] || ':' || CAST(video_id AS VARCHAR) END AS target
-        FROM ev WHERE action <> 'view'
-    """)
-    con.execute(f"""
-        CREATE TEMP TABLE near AS
-        WITH vm AS (
-            SELECT user_id, ts // {minute} AS m, count(*) AS c FROM ev
-            WHERE action = 'view' AND user_id IN (SELECT DISTINCT user_id FROM e0)
-            GROUP BY ALL
-        ), probe AS (
-            SELECT rid, user_id, ts // {minute} + o AS m
-            FROM e0, range(-{reach}, {reach} + 1) AS r(o)
-        )
-        SELECT probe.rid, sum(vm.c) AS near_views
-        FROM probe JOIN vm USING (user_id, m) GROUP BY probe.rid
-    """)
-    con.execute(f"""
-        CREATE TABLE eng AS
-        WITH pairs AS (SELECT DISTINCT user_id, video_id FROM e0 WHERE video_id IS NOT NULL),
-        v AS (
-            SELECT ev.user_id, ev.video_id, ts AS view_ts, watch_ms AS view_watch,
-                   video_ms AS view_video_ms
-            FROM ev SEMI JOIN pairs USING (user_id, video_id) WHERE action = 'view'
-        ), s AS (
-            SELECT video_id, user_id AS share_user, ts AS share_ts FROM ev WHERE action = 'share'
-        ), j0 AS (
-            SELECT e0.*, v.view_ts, v.view_watch, v.view_video_ms
-            FROM e0 ASOF LEFT JOIN v
-              ON e0.user_id = v.user_id AND e0.video_id = v.video_id AND e0.ts >= v.view_ts
-        ), j AS (
-            SELECT j0.*, s.share_user, s.share_ts
-            FROM j0 ASOF LEFT JOIN s ON j0.video_id = s.video_id AND j0.ts > s.share_ts
-        )
-        SELECT (row_number() OVER (ORDER BY j.rid) - 1)::INTEGER AS pos, j.rid,
-               (dense_rank() OVER (ORDER BY user_id) - 1)::INTEGER AS acc,
-               event_id, ts, user_id, action, video_id, creator_id, target,
-               device_hash, ip_hash, ip_net, region, text,
-               view_ts IS NOT NULL AS has_view,
-               view_watch AS watch_ms,
-               coalesce(video_ms, view_video_ms) AS video_ms,
-               CASE WHEN view_watch IS NOT NULL AND coalesce(video_ms, view_video_ms) > 0
-                    THEN view_watch / coalesce(video_ms, view_video_ms) END AS watch_frac,
-               ts - view_ts AS since_view_ms,
-               coalesce(share_user <> user_id AND ts - share_ts <= {REFERRAL_MS}, false)
-                   AS after_share,
-               greatest(coalesce(near.near_views, 0) - CASE WHEN view_ts IS NOT NULL
-                        AND ts - view_ts <= {SESSION_MS} THEN 1 ELSE 0 END, 0)
-                   AS session_views
-        FROM j LEFT JOIN near USING (rid)
-        ORDER BY j.rid
-    """)
-    con.execute("DROP TABLE near")
-    con.execute("DROP TABLE e0")
-    eng = con.sql("SELECT * FROM eng").to_arrow_table()
-    return Features(con, eng, has_views, has_device, has_ip, has_text)
+    # Targets as integers: (video, action) pairs, then the creators that follows go to.
+    creator_code, _ = _sorted_codes(e["creator_id"])
+    n_vid = max(len(video_values), 1)
+    target = np.where(follow, n_vid * len(ACTIONS) + creator_code,
+                      np.maximum(eng_vid, 0) * len(ACTIONS) + action_idx)
+
+    # The latest share of the same video strictly before each engagement (a referral).
+    share_row = viewindex.last_before(np.where(share, eng_vid, -1), n_vid, eng_ts, eng_vid,
+                                      eng_ts, strict=True)
+    has_share = share_row >= 0
+    sr = np.maximum(share_row, 0)
+    after_share = (has_share & (eng_acc[sr] != eng_acc)
+                   & (eng_ts - eng_ts[sr] <= REFERRAL_MS))
+
+    view_row = ctx.view_row
+    has_view = view_row >= 0
+    view_ts = pc.fill_null(_take_or_null(events["ts"], view_row), 0).to_numpy()
+    view_watch = _take_or_null(events["watch_ms"], view_row)
+    video_ms = pc.coalesce(e["video_ms"], _take_or_null(events["video_ms"], view_row))
+    since_view = np.where(has_view, eng_ts - view_ts, 0)
+    watch = pc.fill_null(view_watch, 0).to_numpy().astype(np.float64)
+    length = pc.fill_null(video_ms, 0).to_numpy().astype(np.float64)
+    frac_ok = _valid(view_watch) & (length > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        watch_frac = np.where(frac_ok, watch / length, 0.0)
+    in_session = (has_view & (since_view <= SESSION_MS)).astype(np.int64)
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        "pos": pa.array(np.arange(n, dtype=np.int32)),
+        "rid": pa.array(eng_rows.astype(np.int64)),
+        "acc": pa.array(eng_acc.astype(np.int32)),
+        "vid": pa.array(eng_vid.astype(np.int32)),
+    }
+    for c in ("event_id", "ts", "user_id", "action", "video_id", "creator_id"):
+        columns[c] = e[c]
+    columns["target"] = pa.array(target)
+    for c in ("device_hash", "ip_hash", "ip_net", "region", "text"):
+        columns[c] = e[c]
+    columns |= {
+        "has_view": pa.array(has_view),
+        "watch_ms": view_watch,
+        "video_ms": video_ms,
+        "watch_frac": pa.array(watch_frac, mask=~frac_ok),
+        "since_view_ms": pa.array(since_view, mask=~has_view),
+        "after_share": pa.array(after_share),
+        "session_views": pa.array(np.maximum(ctx.near_views - in_session, 0)),
+        "acct_views": pa.array(ctx.views_per_account[eng_acc] if n else np.zeros(0, np.int64)),
+        "video_views": pa.array(videos.total(eng_vid)),
+    }
+    eng = pa.table(columns)
+    con.register("eng", eng)
+    con.register("video_views", videos.stats)
+    con.register("device_accounts", _device_accounts(con, has_device))
+    return Features(con, eng, has_views, has_device, has_ip, has_text, videos)
+
+
+def _device_accounts(con: duckdb.DuckDBPyConnection, has_device: bool) -> pa.Table:
+    """Distinct engaging accounts per device.
+
+    Accounts that only watch are left out: a farm phone's accounts are there to engage, and a
+    family member who only watches says nothing about the phone.
+    """
+    if not has_device:
+        return pa.table({"device_hash": pa.array([], pa.string()),
+                         "k": pa.array([], pa.int64())})
+    return con.sql("""
+        SELECT device_hash, count(DISTINCT acc) AS k FROM eng
+        WHERE device_hash IS NOT NULL GROUP BY 1
+    """).to_arrow_table()

@@ -57,7 +57,7 @@ class BehaviourDetector(Detector):
                                 THEN (NOT has_view)::INT END) AS noview_share,
                        avg(CASE WHEN watch_frac IS NOT NULL
                                 THEN (watch_frac < {self.low_watch_frac})::INT END) AS low_share,
-                       count(*) AS n_eng
+                       count(*) AS n_eng, any_value(acct_views) AS n_views
                 FROM eng GROUP BY user_id
             ), gaps AS (
                 SELECT user_id, ts - lag(ts) OVER (PARTITION BY user_id ORDER BY ts) AS gap
@@ -65,15 +65,13 @@ class BehaviourDetector(Detector):
             ), cad AS (
                 SELECT user_id, stddev_samp(gap) / nullif(avg(gap), 0) AS cv, count(gap) AS n
                 FROM gaps WHERE gap IS NOT NULL GROUP BY user_id
-            ), views AS (
-                SELECT user_id, count(*) AS n_views FROM ev WHERE action = 'view' GROUP BY 1
             )
             SELECT e.rid, coalesce(a.iso_share, 0) AS iso_share,
                    coalesce(a.noview_share, 0) AS noview_share,
                    coalesce(a.low_share, 0) AS low_share,
-                   a.n_eng, coalesce(v.n_views, 0) AS n_views,
+                   a.n_eng, a.n_views,
                    CASE WHEN cad.n >= {self.min_cadence_events} THEN cad.cv END AS cadence_cv
-            FROM eng e JOIN a USING (user_id) LEFT JOIN views v USING (user_id)
+            FROM eng e JOIN a USING (user_id)
             LEFT JOIN cad USING (user_id)
             ORDER BY e.rid
         """).to_arrow_table()

@@ -18,6 +18,7 @@ on a boosted video is a real fan, and stays one.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from likelens.detect.base import Detector, Signal, poisson_surprise, squash
 from likelens.features import Features
@@ -37,28 +38,31 @@ class BurstDetector(Detector):
     def _fit(self, feats: Features) -> Signal:
         con = feats.con
         b = int(self.bucket_s * 1000)
+        # Views of the engagement's video in its own time bucket, from the view index.
+        e = feats.engagements
+        bucket = e["ts"].to_numpy() // b
+        vid = e["vid"].to_numpy().astype(np.int64)
+        views = (feats.videos.between(vid, bucket * b, (bucket + 1) * b)
+                 if feats.videos is not None else np.zeros(len(vid), dtype=np.int64))
+        con.register("burst_bucket_views", pa.table({"pos": e["pos"], "views": views}))
         task = ("(action IN ('like', 'comment', 'share') AND "
                 "(NOT has_view OR session_views = 0))")
         t = con.sql(f"""
             WITH e AS (SELECT pos, target, video_id, action, ts // {b} AS bucket,
-                              {task} AS task FROM eng),
+                              {task} AS task, video_views, bv.views AS bucket_views
+                       FROM eng JOIN burst_bucket_views bv USING (pos)),
             rate AS (SELECT avg(task::INT)::DOUBLE AS p,
                             count(DISTINCT target) AS n_targets FROM e
                      WHERE action IN ('like', 'comment', 'share')),
             tt AS (SELECT target, count(*) FILTER (WHERE action IN ('like','comment','share'))
                           AS n, count(*) FILTER (WHERE task) AS k FROM e GROUP BY target),
-            vb AS (SELECT video_id, ts // {b} AS bucket, count(*) AS views FROM ev
-                   WHERE action = 'view' GROUP BY ALL),
-            vt AS (SELECT video_id, count(*) AS views FROM ev WHERE action = 'view'
-                   GROUP BY ALL),
-            lb AS (SELECT video_id, bucket, count(*) AS likes FROM e WHERE action = 'like'
-                   GROUP BY ALL),
+            lb AS (SELECT video_id, bucket, count(*) AS likes, any_value(bucket_views) AS views,
+                          any_value(video_views) AS video_views
+                   FROM e WHERE action = 'like' GROUP BY ALL),
             lt AS (SELECT video_id, sum(likes) AS likes FROM lb GROUP BY ALL),
             hb AS (SELECT lb.video_id, lb.bucket, lb.likes,
-                          coalesce(vb.views, 0) * (lt.likes::DOUBLE + 1) / (coalesce(vt.views, 0)
-                              + 1) AS expected
-                   FROM lb JOIN lt USING (video_id) LEFT JOIN vt USING (video_id)
-                   LEFT JOIN vb ON vb.video_id = lb.video_id AND vb.bucket = lb.bucket)
+                          lb.views * (lt.likes::DOUBLE + 1) / (lb.video_views + 1) AS expected
+                   FROM lb JOIN lt USING (video_id))
             , near AS (
                 SELECT pos, count(*) FILTER (WHERE task) OVER (
                     PARTITION BY target ORDER BY ts
@@ -73,6 +77,7 @@ class BurstDetector(Detector):
                         AND e.action = 'like'
             ORDER BY e.pos
         """).to_arrow_table()
+        con.unregister("burst_bucket_views")
 
         def col(name: str) -> np.ndarray:
             return np.nan_to_num(t[name].to_numpy(zero_copy_only=False).astype(float))

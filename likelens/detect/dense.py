@@ -177,6 +177,27 @@ def account_target_graph(feats: Features, mask: np.ndarray | None = None) -> Gra
                  acc, tgt, targets)
 
 
+def _activity_rank(feats: Features) -> np.ndarray:
+    """Each account's rank by what it did (first time, engagements, time sum, targets).
+
+    A label-free order of accounts: renaming accounts leaves it unchanged, so anything drawn in
+    this order (the shuffled null) is too.
+    """
+    acc = feats.account_codes.astype(np.int64)
+    e = feats.engagements
+    ts = e["ts"].to_numpy()
+    n = feats.n_accounts
+    first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first, acc, ts)
+    count = np.bincount(acc, minlength=n)
+    ts_sum = np.bincount(acc, weights=(ts % 1_000_003).astype(float), minlength=n)
+    tgt_sum = np.bincount(acc, weights=(e["target"].to_numpy() % 1_000_003).astype(float),
+                          minlength=n)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.lexsort((tgt_sum, ts_sum, count, first))] = np.arange(n)
+    return rank
+
+
 def task_shaped(feats: Features) -> np.ndarray:
     """Engagements outside any feed session (or with no view before them where one is needed).
 
@@ -215,13 +236,17 @@ class DenseDetector(Detector):
         in_block_acc = np.full(n_acc, -1)
         groups: list[Group] = []
         keep = np.ones(len(a), dtype=bool)
+        # The shuffle deals targets to edges in an order that does not depend on account
+        # names: by what each account did, then by target.
+        canon = np.lexsort((t, _activity_rank(feats)[a]))
         for _ in range(self.max_blocks):
             if not keep.any():
                 break
             block = peel(*bipartite_csr(a[keep], t[keep], n_acc, n_tgt, w[keep]))
             # Null: the remaining graph with targets shuffled across its edges (degrees kept).
-            shuffled = rng.permutation(t[keep])
-            null = peel(*bipartite_csr(a[keep], shuffled, n_acc, n_tgt,
+            slots = canon[keep[canon]]
+            shuffled = rng.permutation(t[slots])
+            null = peel(*bipartite_csr(a[slots], shuffled, n_acc, n_tgt,
                                        1.0 / np.log(deg_t[shuffled] + 5.0)))
             self.null_densities_.append(null.density)
             self.null_density_ = null.density

@@ -6,7 +6,8 @@ do is converge: the number of accounts from one device, address or /24 range tha
 video should match what the range's volume and the video's popularity predict. The null is
 Poisson with mean (engagements from the key − 1) × (engagements on the target − 1) / all
 engagements; the evidence is how far the observed count lies in its tail (``poisson_surprise``).
-The same test on accounts per device learns the organic sharing rate from the data itself.
+The same test on engaging accounts per device learns the organic sharing rate from the data itself
+(accounts that only watch are not counted: a farm phone's accounts are there to engage).
 """
 
 from __future__ import annotations
@@ -83,10 +84,7 @@ class InfraDetector(Detector):
         for the number of devices.
         """
         con = feats.con
-        counts = con.sql("""
-            SELECT device_hash, count(DISTINCT user_id) AS k FROM ev
-            WHERE device_hash IS NOT NULL GROUP BY 1
-        """).to_arrow_table()
+        counts = con.sql("SELECT device_hash, k FROM device_accounts").to_arrow_table()
         k = counts["k"].to_numpy().astype(float)
         if len(k) == 0:
             return np.zeros(feats.engagements.num_rows)

@@ -26,11 +26,7 @@ def video_scores(con: duckdb.DuckDBPyConnection, scored: pa.Table) -> pa.Table:
     """videos.parquet: one row per video that has any event."""
     con.register("scored_eng", scored)
     out = con.sql(f"""
-        WITH v AS (
-            SELECT video_id, any_value(creator_id) AS creator_id, count(*) AS views,
-                   median(least(watch_ms::DOUBLE / nullif(video_ms, 0), 1.0)) AS completion
-            FROM ev WHERE action = 'view' AND video_id IS NOT NULL GROUP BY video_id
-        ), l AS (
+        WITH v AS (SELECT * FROM video_views WHERE video_id IS NOT NULL), l AS (
             SELECT video_id, any_value(creator_id) AS creator_id, count(*) AS likes,
                    count(*) FILTER (WHERE flagged) AS flagged_likes,
                    sum(1 - score) AS authentic_likes
