@@ -8,7 +8,8 @@ sorted partitions (never range self-joins, see DESIGN.md "Measured facts").
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -33,6 +34,7 @@ class Features:
     has_ip: bool
     has_text: bool
     videos: viewindex.VideoViews | None = None  # the views grouped by video
+    _target_codes: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def account_codes(self) -> np.ndarray:
@@ -44,12 +46,63 @@ class Features:
         codes = self.account_codes
         return int(codes.max()) + 1 if len(codes) else 0
 
+    @property
+    def target_codes(self) -> np.ndarray:
+        """Dense 0-based target code per engagement, in target order."""
+        if self._target_codes is None:
+            _, inv = np.unique(self.engagements["target"].to_numpy(), return_inverse=True)
+            self._target_codes = inv.astype(np.int64)
+        return self._target_codes
+
+    def key_codes(self, column: str) -> np.ndarray:
+        """Dense code per engagement of a text key column (device, address, range); -1 null."""
+        col = self.engagements[column].combine_chunks()
+        if not pa.types.is_dictionary(col.type):
+            col = pc.dictionary_encode(col)
+        # A dictionary may hold one value several times (ingest spreads one hash per distinct
+        # address, and many addresses share a /24): code the values, not the entries.
+        entry_code = pc.dictionary_encode(col.dictionary).indices.to_numpy(zero_copy_only=False)
+        idx = pc.fill_null(col.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        if len(entry_code) == 0:
+            return idx
+        return np.where(idx >= 0, entry_code[np.maximum(idx, 0)], -1).astype(np.int64)
+
     def per_account_max(self, values: np.ndarray) -> np.ndarray:
         """Each engagement gets the maximum of ``values`` over its account's engagements."""
         codes = self.account_codes
         best = np.full(self.n_accounts, -np.inf)
         np.maximum.at(best, codes, values)
         return best[codes]
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a set of engagements covers: the words a group's evidence is written from."""
+
+    users: tuple[Any, ...]
+    videos: tuple[Any, ...]
+    first_ts: int
+    last_ts: int
+    devices: int
+    networks: int
+    engagements: int
+
+
+def footprint(eng: pa.Table, rows: np.ndarray) -> Footprint:
+    """The footprint of the engagements at ``rows`` (positions in ``eng``), ids sorted."""
+    sub = eng.take(pa.array(rows, pa.int64()))
+    if sub.num_rows == 0:
+        return Footprint((), (), 0, 0, 0, 0, 0)
+    ts = sub["ts"].to_numpy()
+    return Footprint(
+        tuple(sorted(pc.unique(sub["user_id"]).to_pylist())),
+        tuple(sorted(pc.unique(sub["video_id"]).drop_null().to_pylist())),
+        int(ts.min()), int(ts.max()),
+        _distinct_count(sub["device_hash"]), _distinct_count(sub["ip_net"]), sub.num_rows)
+
+
+def _distinct_count(column: pa.ChunkedArray) -> int:
+    return len(pc.unique(pc.cast(column, pa.string())).drop_null())
 
 
 def action_mask(column: pa.ChunkedArray, action: str) -> np.ndarray:
@@ -205,23 +258,7 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
         "acct_views": pa.array(ctx.views_per_account[eng_acc] if n else np.zeros(0, np.int64)),
         "video_views": pa.array(videos.total(eng_vid)),
     }
-    eng = pa.table(columns)
+    eng = pa.table(columns).combine_chunks()
     con.register("eng", eng)
     con.register("video_views", videos.stats)
-    con.register("device_accounts", _device_accounts(con, has_device))
     return Features(con, eng, has_views, has_device, has_ip, has_text, videos)
-
-
-def _device_accounts(con: duckdb.DuckDBPyConnection, has_device: bool) -> pa.Table:
-    """Distinct engaging accounts per device.
-
-    Accounts that only watch are left out: a farm phone's accounts are there to engage, and a
-    family member who only watches says nothing about the phone.
-    """
-    if not has_device:
-        return pa.table({"device_hash": pa.array([], pa.string()),
-                         "k": pa.array([], pa.int64())})
-    return con.sql("""
-        SELECT device_hash, count(DISTINCT acc) AS k FROM eng
-        WHERE device_hash IS NOT NULL GROUP BY 1
-    """).to_arrow_table()

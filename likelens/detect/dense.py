@@ -22,8 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from likelens.arrays import distinct
 from likelens.detect.base import Detector, Group, Signal
-from likelens.features import Features
+from likelens.features import Features, footprint
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def account_target_graph(feats: Features, mask: np.ndarray | None = None) -> Gra
     acc = feats.account_codes.astype(np.int64)
     targets, tgt = target_codes(feats)
     keep = np.ones(len(acc), dtype=bool) if mask is None else mask
-    edges = np.unique(acc[keep] * len(targets) + tgt[keep])
+    edges = distinct(acc[keep] * len(targets) + tgt[keep])
     a, t = edges // len(targets), edges % len(targets)
     deg_t = np.bincount(t, minlength=len(targets))
     return Graph(a, t, 1.0 / np.log(deg_t[t] + 5.0), feats.n_accounts, len(targets), deg_t,
@@ -230,7 +231,6 @@ class DenseDetector(Detector):
         task = task_shaped(feats)
         g = account_target_graph(feats, task)
         a, t, w, n_acc, n_tgt, deg_t, acc = g.a, g.t, g.w, g.n_acc, g.n_tgt, g.deg_t, g.acc
-        targets = g.targets
         rng = np.random.default_rng(self.seed)
         self.null_densities_: list[float] = []
         in_block_acc = np.full(n_acc, -1)
@@ -256,7 +256,7 @@ class DenseDetector(Detector):
                 break
             gid = len(groups)
             in_block_acc[accs] = gid
-            groups.append(self._describe(feats, accs, tgts, targets, block.density))
+            groups.append(self._describe(feats, g, accs, tgts, block.density))
             keep &= ~np.isin(a, accs)
         acct_in = in_block_acc[acc] >= 0
         # Per event: a block account's task-shaped engagement is block work; the same account's
@@ -270,26 +270,17 @@ class DenseDetector(Detector):
         return Signal(self.name, self.get_params(), columns, score, self.reason, tuple(groups),
                       account_group)
 
-    def _describe(self, feats: Features, accs: np.ndarray, tgts: np.ndarray,
-                  targets: np.ndarray, density: float) -> Group:
-        con = feats.con
-        con.register("dn_acc", pa.table({"acc": accs.astype(np.int32)}))
-        con.register("dn_tgt", pa.table({"target": targets[tgts]}))
-        users, videos, t0, t1, n_dev, n_net, n_edges = con.execute("""
-            WITH e AS (SELECT * FROM eng JOIN dn_acc USING (acc) JOIN dn_tgt USING (target))
-            SELECT list(DISTINCT user_id), list(DISTINCT video_id) FILTER (
-                       WHERE video_id IS NOT NULL),
-                   min(ts), max(ts), count(DISTINCT device_hash), count(DISTINCT ip_net),
-                   count(*)
-            FROM e
-        """).fetchall()[0]
-        con.unregister("dn_acc")
-        con.unregister("dn_tgt")
-        users, videos = users or [], videos or []
-        fill = n_edges / max(len(accs) * len(tgts), 1)
+    def _describe(self, feats: Features, g: Graph, accs: np.ndarray, tgts: np.ndarray,
+                  density: float) -> Group:
+        acc_in = np.zeros(g.n_acc, dtype=bool)
+        acc_in[accs] = True
+        tgt_in = np.zeros(g.n_tgt, dtype=bool)
+        tgt_in[tgts] = True
+        fp = footprint(feats.engagements, np.flatnonzero(acc_in[g.acc] & tgt_in[g.tgt]))
+        fill = fp.engagements / max(len(accs) * len(tgts), 1)
         evidence = (f"{len(accs)} accounts and {len(tgts)} targets form a block "
-                    f"{fill:.0%} filled ({n_edges} engagements); density {density:.1f} against "
-                    f"{self.null_density_:.1f} for the shuffled graph; {n_dev} devices, "
-                    f"{n_net} /24 ranges")
-        return Group("dense", tuple(users), tuple(videos), int(t0 or 0), int(t1 or 0), evidence,
+                    f"{fill:.0%} filled ({fp.engagements} engagements); density {density:.1f} "
+                    f"against {self.null_density_:.1f} for the shuffled graph; {fp.devices} "
+                    f"devices, {fp.networks} /24 ranges")
+        return Group("dense", fp.users, fp.videos, fp.first_ts, fp.last_ts, evidence,
                      float(density / max(self.null_density_, 1e-9)))

@@ -15,12 +15,37 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-import pyarrow as pa
 
+from likelens.arrays import distinct
 from likelens.detect.base import Detector, Signal, poisson_surprise, squash
 from likelens.features import Features
 
 KEYS = (("device_hash", "dev"), ("ip_hash", "ip"), ("ip_net", "net"))
+
+
+def _convergence(key: np.ndarray, tgt: np.ndarray, acc: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per engagement: other accounts from its key on its target (observed), and the Poisson
+    mean chance gives, (engagements from the key - 1) x (engagements on the target - 1) / all.
+
+    Engagements with no key (code -1) get 0 and 0.
+    """
+    n = len(key)
+    has = key >= 0
+    n_k = np.bincount(key[has]).astype(float)
+    n_t = np.bincount(tgt).astype(float)
+    obs = np.zeros(n)
+    lam = np.zeros(n)
+    if not has.any():
+        return obs, lam
+    k, t, a = key[has], tgt[has], acc[has]
+    _, kt = np.unique(k * (int(t.max()) + 1) + t, return_inverse=True)
+    n_acc = int(a.max()) + 1
+    pairs = distinct(kt * n_acc + a)
+    n_kt = np.bincount(pairs // n_acc, minlength=int(kt.max()) + 1)
+    obs[has] = n_kt[kt] - 1
+    lam[has] = (n_k[k] - 1) * (n_t[t] - 1) / n
+    return obs, lam
 
 
 class InfraDetector(Detector):
@@ -34,32 +59,17 @@ class InfraDetector(Detector):
         self.half_surprise = half_surprise
 
     def _fit(self, feats: Features) -> Signal:
-        con = feats.con
         n = feats.engagements.num_rows
         columns: dict[str, np.ndarray] = {}
         present = {"device_hash": feats.has_device, "ip_hash": feats.has_ip,
                    "ip_net": feats.has_ip}
+        acc = feats.account_codes.astype(np.int64)
+        tgt = feats.target_codes
         for key, short in KEYS:
             if not present[key]:
                 columns[f"{short}_surprise"] = np.zeros(n)
                 continue
-            t = con.sql(f"""
-                WITH tot AS (SELECT count(*)::DOUBLE AS n FROM eng),
-                kc AS (SELECT {key} AS k, count(*) AS n_k FROM eng WHERE {key} IS NOT NULL
-                       GROUP BY 1),
-                tc AS (SELECT target, count(*) AS n_t FROM eng GROUP BY 1),
-                co AS (SELECT {key} AS k, target, count(DISTINCT user_id) AS n_kt FROM eng
-                       WHERE {key} IS NOT NULL GROUP BY 1, 2)
-                SELECT e.rid, co.n_kt - 1 AS obs,
-                       (kc.n_k - 1) * (tc.n_t - 1) / tot.n AS lam
-                FROM eng e
-                LEFT JOIN co ON co.k = e.{key} AND co.target = e.target
-                LEFT JOIN kc ON kc.k = e.{key}
-                LEFT JOIN tc ON tc.target = e.target, tot
-                ORDER BY e.rid
-            """).to_arrow_table()
-            obs = np.nan_to_num(t["obs"].to_numpy(zero_copy_only=False).astype(float))
-            lam = np.nan_to_num(t["lam"].to_numpy(zero_copy_only=False).astype(float))
+            obs, lam = _convergence(feats.key_codes(key), tgt, acc)
             columns[f"{short}_surprise"] = poisson_surprise(obs, lam, tests=n)
         if feats.has_device:
             columns["dev_accounts_surprise"] = self._accounts_per_device(feats)
@@ -78,24 +88,24 @@ class InfraDetector(Detector):
     def _accounts_per_device(feats: Features) -> np.ndarray:
         """Surprise of a device's account count against the organic sharing rate.
 
-        Shared devices are common (families), so the null is geometric with the decay the log's
+        Accounts are the engaging ones: a farm phone's accounts are there to engage, and a
+        family member who only watches says nothing about the phone. Shared devices are common
+        (families), so the null is geometric with the decay the log's
         own shared devices show: q = P(K >= 3) / P(K >= 2), the chance a shared device carries
         one more account. A device's count k is scored by -log10 q^(k-2), Bonferroni-corrected
         for the number of devices.
         """
-        con = feats.con
-        counts = con.sql("SELECT device_hash, k FROM device_accounts").to_arrow_table()
-        k = counts["k"].to_numpy().astype(float)
-        if len(k) == 0:
+        dev = feats.key_codes("device_hash")
+        has = dev >= 0
+        if not has.any():
             return np.zeros(feats.engagements.num_rows)
+        n_acc = feats.n_accounts
+        acc = feats.account_codes.astype(np.int64)
+        pairs = distinct(dev[has] * n_acc + acc[has])
+        k_all = np.bincount(pairs // n_acc).astype(float)
+        k = k_all[k_all > 0]  # devices that engaged at all
         shared = float(np.sum(k >= 2))
         q = float(np.sum(k >= 3)) / shared if shared else 0.5
         q = min(max(q, 1e-3), 0.9)
-        surprise = np.maximum(np.maximum(k - 2, 0) * -np.log10(q) - np.log10(len(k)), 0.0)
-        con.register("dev_k", pa.table({"device_hash": counts["device_hash"], "s": surprise}))
-        out = con.sql("""
-            SELECT coalesce(d.s, 0) AS s FROM eng e
-            LEFT JOIN dev_k d USING (device_hash) ORDER BY e.rid
-        """).to_arrow_table()["s"].to_numpy(zero_copy_only=False)
-        con.unregister("dev_k")
-        return np.asarray(out, dtype=float)
+        surprise = np.maximum(np.maximum(k_all - 2, 0) * -np.log10(q) - np.log10(len(k)), 0.0)
+        return np.where(has, surprise[np.maximum(dev, 0)], 0.0)

@@ -25,8 +25,9 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from likelens.arrays import distinct
 from likelens.detect.base import Detector, Group, Signal
-from likelens.features import Features
+from likelens.features import Features, footprint
 
 
 @numba.njit(cache=True)
@@ -93,15 +94,20 @@ class LockstepDetector(Detector):
         groups: list[Group] = []
         account_group: dict[object, int] = {}
         if len(a):
-            involved = np.unique(np.concatenate([a, b]))
+            involved = distinct(np.concatenate([a, b]))
             local = np.searchsorted(involved, np.concatenate([a, b]))
             half = len(a)
             comp = components(len(involved), local[:half], local[half:])
             labels, sizes = np.unique(comp, return_counts=True)
-            for lab in labels[sizes >= self.min_group]:
-                members = involved[comp == lab]
-                group_of[members] = len(groups)
-                groups.append(self._describe(feats, members))
+            for gi, lab in enumerate(labels[sizes >= self.min_group]):
+                group_of[involved[comp == lab]] = gi
+            # Each group's engagements, found in one pass over the log.
+            row_group = group_of[codes]
+            rows = np.flatnonzero(row_group >= 0)
+            rows = rows[np.argsort(row_group[rows], kind="stable")]
+            bounds = np.searchsorted(row_group[rows], np.arange(group_of.max() + 2))
+            groups = [self._describe(feats, rows[bounds[i]:bounds[i + 1]])
+                      for i in range(len(bounds) - 1)]
         for gi, g in enumerate(groups):
             for acc in g.accounts:
                 account_group[acc] = gi
@@ -169,29 +175,26 @@ class LockstepDetector(Detector):
                 FROM l x JOIN l y ON x.target = y.target AND y.b = x.b + 1
                 WHERE x.acc <> y.acc AND abs(x.ts - y.ts) <= {w}
             )
-            SELECT a, b, count(DISTINCT target) AS shared
-            FROM m GROUP BY a, b
-            HAVING count(DISTINCT target) >= 2 AND min(creator_id) <> max(creator_id)
+            -- distinct rows first, then a plain count: half the cost of count(DISTINCT)
+            SELECT a, b, count(*) AS shared
+            FROM (SELECT DISTINCT a, b, target, creator_id FROM m) GROUP BY a, b
+            HAVING count(*) >= 2 AND min(creator_id) <> max(creator_id)
         """)
 
-    def _describe(self, feats: Features, members: np.ndarray) -> Group:
-        con = feats.con
-        con.register("ls_members", pa.table({"acc": members.astype(np.int32)}))
-        row = con.execute(f"""
-            WITH e AS (SELECT * FROM eng JOIN ls_members USING (acc)),
-            tv AS (SELECT target, count(DISTINCT acc) AS k FROM e GROUP BY 1
-                   HAVING count(DISTINCT acc) >= {self.min_group})
-            SELECT list(DISTINCT user_id), (SELECT list(DISTINCT video_id) FROM e
-                    WHERE target IN (SELECT target FROM tv) AND video_id IS NOT NULL),
-                   min(ts), max(ts), count(DISTINCT device_hash), count(DISTINCT ip_net),
-                   (SELECT count(*) FROM tv)
-            FROM e
-        """).fetchall()[0]
-        con.unregister("ls_members")
-        users, videos, t0, t1, n_dev, n_net, n_targets = row
-        videos = videos or []
-        evidence = (f"{len(users)} accounts engaged {n_targets} shared targets within "
+    def _describe(self, feats: Features, rows: np.ndarray) -> Group:
+        """A group's evidence from its engagements (``rows``): the targets that at least
+        ``min_group`` of its accounts engaged are the ones it worked together."""
+        e = feats.engagements
+        fp = footprint(e, rows)
+        acc = e["acc"].to_numpy()[rows].astype(np.int64)
+        tgt = e["target"].to_numpy()[rows]
+        pairs = np.unique(np.stack([tgt, acc], axis=1), axis=0)
+        targets, per_target = np.unique(pairs[:, 0], return_counts=True)
+        worked = targets[per_target >= self.min_group]
+        videos = footprint(e, rows[np.isin(tgt, worked)]).videos
+        evidence = (f"{len(fp.users)} accounts engaged {len(worked)} shared targets within "
                     f"{self.window_s // 60} min of each other, across "
-                    f"{len(videos)} videos; they used {n_dev} devices and {n_net} /24 ranges")
-        return Group("lockstep", tuple(users), tuple(videos), int(t0), int(t1), evidence,
-                     float(len(users)))
+                    f"{len(videos)} videos; they used {fp.devices} devices and {fp.networks} "
+                    "/24 ranges")
+        return Group("lockstep", fp.users, videos, fp.first_ts, fp.last_ts, evidence,
+                     float(len(fp.users)))

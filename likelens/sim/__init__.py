@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from likelens.arrays import distinct
 from likelens.schema import ACTIONS
 from likelens.sim.config import Config, load_scenario, scenario_names
 from likelens.sim.events import ACTION, KIND, KINDS, Batch
@@ -53,7 +54,7 @@ def _dedupe(day: Batch) -> Batch:
 
 def _opaque_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` distinct random ids, so that no id range tells organic from fake."""
-    ids = np.unique(rng.integers(10**9, 10**12, size=int(n * 1.1) + 16))
+    ids = distinct(rng.integers(10**9, 10**12, size=int(n * 1.1) + 16))
     rng.shuffle(ids)
     return ids[:n]
 

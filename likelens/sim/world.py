@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from likelens.arrays import distinct
 from likelens.sim.config import Config
 
 HOUR = 3_600_000
@@ -22,7 +23,7 @@ def random_prefixes(rng: np.random.Generator, n: int, first_octets: tuple[int, .
     """``n`` distinct random /24 prefixes (as uint32 with host octet 0) under ``first_octets``."""
     firsts = rng.choice(np.array(first_octets, dtype=np.uint32), size=n * 2)
     mids = rng.integers(0, 1 << 16, size=n * 2, dtype=np.uint32)
-    prefixes = np.unique((firsts << 24) | (mids << 8))
+    prefixes = distinct((firsts << 24) | (mids << 8))
     rng.shuffle(prefixes)
     return prefixes[:n]
 
@@ -83,7 +84,7 @@ class World:
         crng = np.random.default_rng([int(self.cfg["seed"]), 7, creator])
         cum = self.activity_cum
         picks = np.searchsorted(cum, crng.random(size) * cum[-1])
-        return np.unique(np.minimum(picks, self.n_users - 1))
+        return distinct(np.minimum(picks, self.n_users - 1))
 
     @property
     def activity_cum(self) -> np.ndarray:
