@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -24,23 +25,60 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
-EVENTS_PER_USER = 50.0  # platform-day draws about this many events per user
+EVENTS_PER_USER = 62.1  # platform-day draws about this many events per user (20.25M at 326k)
+SHARD_EVENTS = 25_000_000  # larger days are drawn as independent shards of at most this size
 
 
 def simulate(events: int) -> Path:
-    """platform-day scaled to about ``events`` events, cached by size."""
-    users = max(1000, int(events / EVENTS_PER_USER))
-    out = WORK / f"platform-day-{users}"
-    if not (out / "events.parquet").exists():
-        subprocess.run([sys.executable, "-m", "likelens.cli", "simulate", "--scenario",
-                        "platform-day", "--users", str(users), "--seed", "7", "--out", str(out)],
-                       check=True)
+    """platform-day scaled to about ``events`` events, cached by size; returns its directory.
+
+    The simulator holds a day in memory, so a day past ``SHARD_EVENTS`` is drawn as independent
+    shards (regions of one platform: own users, own seed, event ids continued), one Parquet
+    file each under ``events/``. ``scan_input`` says what to scan.
+    """
+    shards = max(1, math.ceil(events / SHARD_EVENTS))
+    users = max(1000, int(events / shards / EVENTS_PER_USER))
+    if shards == 1:
+        out = WORK / f"platform-day-{users}"
+        if not (out / "events.parquet").exists():
+            subprocess.run([sys.executable, "-m", "likelens.cli", "simulate", "--scenario",
+                            "platform-day", "--users", str(users), "--seed", "7", "--out",
+                            str(out)], check=True)
+        return out
+    out = WORK / f"platform-day-{users}x{shards}"
+    if not (out / "done").exists():
+        (out / "events").mkdir(parents=True, exist_ok=True)
+        offset = 0
+        for k in range(shards):
+            res = subprocess.run([sys.executable, __file__, "--shard", str(users), str(7 + k),
+                                  str(offset), str(out / "events" / f"shard-{k:03d}.parquet")],
+                                 check=True, capture_output=True, text=True)
+            offset += int(res.stdout.split()[-1])
+            print(f"shard {k}: {offset:,} events so far", flush=True)
+        (out / "done").write_text(f"{offset}\n")
     return out
+
+
+def scan_input(sim_dir: Path) -> Path:
+    return sim_dir / "events" if (sim_dir / "events").is_dir() else sim_dir / "events.parquet"
+
+
+def make_shard(users: int, seed: int, offset: int, path: Path) -> None:
+    """One shard of a sharded day, its event ids starting at ``offset``; prints its size."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from likelens import sim
+
+    events = sim.simulate(sim.load_scenario("platform-day", users=users), seed).events
+    events = events.set_column(0, "event_id", pc.add(events["event_id"], offset))
+    pq.write_table(events, path)
+    print(events.num_rows)
 
 
 def scan(sim_dir: Path, threads: int | None) -> dict:
     out = sim_dir / "scan"
-    cmd = [sys.executable, "-m", "likelens.cli", "scan", str(sim_dir / "events.parquet"),
+    cmd = [sys.executable, "-m", "likelens.cli", "scan", str(scan_input(sim_dir)),
            "--out", str(out), "--no-report", "--profile"]
     if threads:
         cmd += ["--threads", str(threads)]
@@ -118,7 +156,13 @@ def main() -> None:
     ap.add_argument("--fraudar-events", type=float, default=None,
                     help="Size whose graph FRAUDAR runs on (default: the smallest).")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "perf.md")
+    ap.add_argument("--shard", nargs=4, metavar=("USERS", "SEED", "OFFSET", "PATH"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.shard:
+        make_shard(int(args.shard[0]), int(args.shard[1]), int(args.shard[2]),
+                   Path(args.shard[3]))
+        return
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in [int(float(x)) for x in args.events.split(",")]:

@@ -133,14 +133,17 @@ def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
             err.print(f"ledger: records {appended.start}..{appended.stop - 1} appended to "
                       f"{ledger_dir}")
     c = result.summary["counts"]
-    err.print(f"{ing.events.num_rows:,} events, {ing.quarantine.num_rows:,} quarantined; "
+    err.print(f"{result.summary['input']['events']:,} events, "
+              f"{ing.quarantine.num_rows:,} quarantined; "
               f"{c['flagged_likes']:,} of {c['likes']:,} likes flagged")
     if profile:
         t = Table(title="stage timings")
         t.add_column("stage")
         t.add_column("seconds", justify="right")
+        t.add_column("peak RSS GiB", justify="right")
+        peaks = result.summary.get("peak_rss_gib", {})
         for stage, secs in result.summary["timings_s"].items():
-            t.add_row(stage, f"{secs:.3f}")
+            t.add_row(stage, f"{secs:.3f}", f"{peaks.get(stage, float('nan')):.2f}")
         err.print(t)
     if "report" in paths:
         out.print(f"report: {paths['report'].resolve()}")

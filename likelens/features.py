@@ -7,8 +7,10 @@ sorted partitions (never range self-joins, see DESIGN.md "Measured facts").
 
 from __future__ import annotations
 
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -141,6 +143,18 @@ def _present(events: pa.Table, name: str, rows: np.ndarray | None = None) -> boo
     return col.null_count < len(col)
 
 
+def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection for one scan: no progress bar on the terminal, and
+    spilling (joins, sorts larger than memory) into the system's temporary directory."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    spill = Path(tempfile.gettempdir()) / "likelens-duckdb"
+    con.execute(f"SET temp_directory = '{spill.as_posix()}'")
+    return con
+
+
 def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """Each row's rank among the column's distinct values (-1 for null), and those values.
 
@@ -153,7 +167,7 @@ def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     rank[order] = np.arange(len(order))
     idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     codes = np.where(idx >= 0, rank[np.maximum(idx, 0)], -1) if len(rank) else idx
-    return codes, enc.dictionary.take(pa.array(order))
+    return codes.astype(np.int32), enc.dictionary.take(pa.array(order))
 
 
 def _valid(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -170,9 +184,7 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     that the full log can be released as soon as this returns. The engagement table is built
     in Arrow and registered with DuckDB as ``eng``: no copy into the database.
     """
-    con = duckdb.connect()
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
+    con = connect(threads)
     is_view = action_mask(events["action"], "view")
     eng_rows = np.flatnonzero(~is_view)
     e = events.filter(pa.array(~is_view))
@@ -184,7 +196,7 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     # Accounts: codes among the accounts that engage, in id order (= dense_rank by user_id).
     users = pc.unique(e["user_id"])
     users = users.take(pc.array_sort_indices(users))
-    all_acc = viewindex.codes(events["user_id"], users)
+    all_acc = viewindex.codes(events["user_id"], users).astype(np.int32)
     eng_acc = all_acc[eng_rows]
     vid, video_values = _sorted_codes(events["video_id"])
     eng_vid = vid[eng_rows]

@@ -542,6 +542,7 @@ def ingest(paths: Iterable[str | Path], *, key: bytes,
     """
     files = discover(paths)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     goods: list[pa.Table] = []
     sources: list[str] = []
     quarantined: list[pa.Table] = []

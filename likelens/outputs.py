@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from likelens.scan import ScanResult
+from likelens.scan import ScanResult, peak_rss_gib
 
 TABLES = ("engagements", "accounts", "groups", "videos", "creators", "quarantine")
 
@@ -27,6 +27,7 @@ def write(result: ScanResult, out: Path, *, report: bool = True) -> dict[str, Pa
         paths["report"] = out / "report.html"
         paths["report"].write_text(render(result), encoding="utf-8")
     result.summary.setdefault("timings_s", {})["outputs"] = round(time.perf_counter() - t0, 4)
+    result.summary.setdefault("peak_rss_gib", {})["outputs"] = peak_rss_gib()
     paths["summary"] = out / "summary.json"
     paths["summary"].write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n",
                                 encoding="utf-8")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -44,11 +45,20 @@ class ScanResult:
     signals: dict[str, Signal] = field(default_factory=dict, repr=False)
 
 
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, in GiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+
+
 @dataclass
 class Timer:
-    """Wall time per named stage, in seconds."""
+    """Wall time per named stage, in seconds, and the memory high-water mark after each.
+
+    The high-water mark only grows: the first stage whose figure jumps is the one that set it.
+    """
 
     stages: dict[str, float] = field(default_factory=dict)
+    peak_gib: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
     def stage(self, name: str, progress: Progress | None = None) -> Iterator[None]:
@@ -59,21 +69,28 @@ class Timer:
             yield
         finally:
             self.stages[name] = round(time.perf_counter() - t0, 4)
+            self.peak_gib[name] = peak_rss_gib()
 
 
 def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0.001,
                detectors: Sequence[str] | None = None, threads: int | None = None,
                progress: Progress | None = None) -> tuple[ScanResult, IngestResult]:
-    """Read the input files and scan them."""
+    """Read the input files and scan them.
+
+    The log is the largest thing a scan holds, and nothing needs it once the features are
+    built: the returned ``IngestResult`` keeps its schema and count, not its rows, so that
+    memory goes back before the detectors run.
+    """
     timer = Timer()
     with timer.stage("ingest", progress):
         ing = ingest(paths, key=key)
-    result = scan_events(ing.events, target_fpr=target_fpr, detectors=detectors,
-                         threads=threads, progress=progress, timer=timer,
-                         quarantine=ing.quarantine)
+    n_events = ing.events.num_rows
+    log = [ing.events]
+    ing.events = ing.events.schema.empty_table()
+    result = _scan(log, target_fpr=target_fpr, detectors=detectors, threads=threads,
+                   progress=progress, timer=timer, quarantine=ing.quarantine)
     result.summary["input"] = {"files": ing.files, "rows_read": ing.rows_read,
-                               "events": ing.events.num_rows,
-                               "quarantined": ing.quarantine.num_rows}
+                               "events": n_events, "quarantined": ing.quarantine.num_rows}
     return result, ing
 
 
@@ -82,9 +99,18 @@ def scan_events(events: pa.Table, *, target_fpr: float = 0.001,
                 progress: Progress | None = None, timer: Timer | None = None,
                 quarantine: pa.Table | None = None) -> ScanResult:
     """Scan a canonical events table (as ``ingest`` returns it)."""
+    return _scan([events], target_fpr=target_fpr, detectors=detectors, threads=threads,
+                 progress=progress, timer=timer, quarantine=quarantine)
+
+
+def _scan(log: list[pa.Table], *, target_fpr: float, detectors: Sequence[str] | None,
+          threads: int | None, progress: Progress | None, timer: Timer | None,
+          quarantine: pa.Table | None) -> ScanResult:
+    """The scan proper. ``log`` holds the events and is emptied, so that the features stage
+    holds the only reference to them (from ``scan_paths``) and they are freed when it ends."""
     timer = timer or Timer()
     with timer.stage("features", progress):
-        feats = build_features(events, threads=threads)
+        feats = build_features(log.pop(), threads=threads)
     names = list(detectors) if detectors else [s.name for s in REGISTRY]
     signals: dict[str, Signal] = {}
     for name in names:
@@ -181,4 +207,5 @@ def _summary(feats: Features, fusion: Fusion, signals: dict[str, Signal], groups
                     "text": feats.has_text},
         "detectors": {n: dict(s.params) for n, s in signals.items()},
         "timings_s": timer.stages,
+        "peak_rss_gib": timer.peak_gib,
     }

@@ -67,13 +67,10 @@ def codes(column: pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _group(code: np.ndarray, n_groups: int, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                     np.ndarray]:
-    """Stable counting sort of rows with code >= 0 by code; each block then sorted by time.
-
-    Returns (block starts, row order, sorted times). A log in time order needs no sorting
-    inside blocks at all; one that is not pays for sorting its blocks, never the whole log.
-    """
+def _group_into(code: np.ndarray, n_groups: int, ts: np.ndarray, order: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Stable counting sort of rows with code >= 0 by code, into ``order``; each block then
+    sorted by time. Returns (block starts, sorted times)."""
     start = np.zeros(n_groups + 1, dtype=np.int64)
     for c in code:
         if c >= 0:
@@ -81,13 +78,13 @@ def _group(code: np.ndarray, n_groups: int, ts: np.ndarray) -> tuple[np.ndarray,
     for g in range(n_groups):
         start[g + 1] += start[g]
     fill = start[:-1].copy()
-    order = np.empty(start[n_groups], dtype=np.int64)
+    times = np.empty(start[n_groups], dtype=np.int64)
     for i in range(len(code)):
         c = code[i]
         if c >= 0:
             order[fill[c]] = i
+            times[fill[c]] = ts[i]
             fill[c] += 1
-    times = ts[order]
     for g in range(n_groups):
         lo, hi = start[g], start[g + 1]
         for j in range(lo + 1, hi):
@@ -96,6 +93,21 @@ def _group(code: np.ndarray, n_groups: int, ts: np.ndarray) -> tuple[np.ndarray,
                 order[lo:hi] = order[lo:hi][local]
                 times[lo:hi] = times[lo:hi][local]
                 break
+    return start, times
+
+
+def _group(code: np.ndarray, n_groups: int, ts: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group rows by ``code`` (-1: left out): (block starts, row order, sorted times).
+
+    A log in time order needs no sorting inside blocks at all; one that is not pays for
+    sorting its blocks, never the whole log. Row numbers are int32 while they fit: half the
+    memory of the largest array here.
+    """
+    code = np.ascontiguousarray(code)
+    n_rows = int(np.count_nonzero(code >= 0))
+    order = np.empty(n_rows, dtype=np.int32 if len(code) < 2**31 else np.int64)
+    start, times = _group_into(code, n_groups, np.ascontiguousarray(ts, dtype=np.int64), order)
     return start, order, times
 
 
@@ -208,14 +220,13 @@ def view_context(*, eng_acc: np.ndarray, eng_vid: np.ndarray, eng_ts: np.ndarray
     ``near_views`` keeps the bucket definition of a feed session: the account's views whose
     time bucket lies within ``reach`` buckets of the engagement's bucket.
     """
-    start, order, times = _group(np.ascontiguousarray(view_acc, dtype=np.int64), n_accounts,
-                                 np.ascontiguousarray(ts, dtype=np.int64))
+    start, order, times = _group(view_acc, n_accounts, ts)
     eng_acc = np.ascontiguousarray(eng_acc, dtype=np.int64)
     eng_ts = np.ascontiguousarray(eng_ts, dtype=np.int64)
     bucket = eng_ts // bucket_ms
     near = _count_in_window(start, times, eng_acc, (bucket - reach) * bucket_ms,
                             (bucket + reach + 1) * bucket_ms)
-    vid_sorted = np.ascontiguousarray(view_vid, dtype=np.int64)[order]
+    vid_sorted = np.asarray(view_vid)[order]
     row = _last_view_of(start, order, times, vid_sorted, eng_acc,
                         np.ascontiguousarray(eng_vid, dtype=np.int64), eng_ts)
     return ViewContext(near, row, np.diff(start))
@@ -231,7 +242,7 @@ class VideoViews:
     def build(cls, view_vid: np.ndarray, ts: np.ndarray, dictionary: pa.Array,
               events: pa.Table) -> VideoViews:
         """``view_vid``: code of each log row's video in ``dictionary`` (-1: not a view)."""
-        start, order, times = _group(np.ascontiguousarray(view_vid, dtype=np.int64),
+        start, order, times = _group(view_vid,
                                      len(dictionary), np.ascontiguousarray(ts, dtype=np.int64))
         def ints(name: str) -> tuple[np.ndarray, np.ndarray]:
             col = events[name]
