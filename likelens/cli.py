@@ -143,7 +143,8 @@ def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
         t.add_column("peak RSS GiB", justify="right")
         peaks = result.summary.get("peak_rss_gib", {})
         for stage, secs in result.summary["timings_s"].items():
-            t.add_row(stage, f"{secs:.3f}", f"{peaks.get(stage, float('nan')):.2f}")
+            peak = f"{peaks[stage]:.2f}" if stage in peaks else "-"
+            t.add_row(stage, f"{secs:.3f}", peak)
         err.print(t)
     if "report" in paths:
         out.print(f"report: {paths['report'].resolve()}")

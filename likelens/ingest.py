@@ -491,13 +491,13 @@ def _split(table: pa.Table, path: Path, offset: int) -> tuple[pa.Table, pa.Table
         good = table.filter(pc.invert(bad_mask))
     else:  # the common case: nothing to copy
         bad, good = table.slice(0, 0), table
-    default_id = pc.add(good["_row"], offset)
     if "event_id" in good.column_names:
         eid = good["event_id"]
-        filled = pc.coalesce(eid, pc.cast(default_id, eid.type))
-        good = good.set_column(good.column_names.index("event_id"), "event_id", filled)
+        if eid.null_count:  # the usual export has every id: nothing to fill
+            filled = pc.coalesce(eid, pc.cast(pc.add(good["_row"], offset), eid.type))
+            good = good.set_column(good.column_names.index("event_id"), "event_id", filled)
     else:
-        good = good.append_column("event_id", default_id)
+        good = good.append_column("event_id", pc.add(good["_row"], offset))
     quarantine = pa.table({
         "source": pa.array([str(path)] * bad.num_rows, pa.string()), "row": bad["_row"],
         "raw": bad["_raw"], "reason": bad["_reason"]}, schema=QUARANTINE_SCHEMA)
