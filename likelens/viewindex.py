@@ -52,6 +52,13 @@ def _lookup(keys: np.ndarray, queries: np.ndarray, valid: np.ndarray) -> np.ndar
     return out
 
 
+def lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Position of each query in ``keys`` (distinct int64), -1 where absent."""
+    queries = np.ascontiguousarray(queries, dtype=np.int64)
+    return _lookup(np.ascontiguousarray(keys, dtype=np.int64), queries,
+                   np.ones(len(queries), dtype=np.bool_))
+
+
 def codes(column: pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
     """Position of each value of ``column`` in ``keys`` (distinct values), -1 if absent or null.
 

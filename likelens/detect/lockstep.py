@@ -20,11 +20,11 @@ removed, habits kept) yields few pairs.
 
 from __future__ import annotations
 
-import duckdb
 import numba
 import numpy as np
 import pyarrow as pa
 
+from likelens import viewindex
 from likelens.arrays import distinct
 from likelens.detect.base import Detector, Group, Signal
 from likelens.features import Features, footprint
@@ -60,6 +60,96 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _components(n, np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
 
 
+@numba.njit(cache=True, nogil=True)
+def _pair_rows(acc: np.ndarray, tgt: np.ndarray, ts: np.ndarray, creator: np.ndarray, w: int,
+               n_acc: int, fill: bool, key: np.ndarray, cre: np.ndarray) -> int:
+    """Walk rows sorted by (target, time); for each row, the later rows of its target within
+    ``w``. With ``fill``, writes each distinct (account pair, target) once into ``key``
+    (a * n_acc + b, a < b) and ``cre``; returns how many there are (an upper bound without)."""
+    n = len(acc)
+    out = 0
+    i = 0
+    while i < n:
+        end = i
+        while end < n and tgt[end] == tgt[i]:
+            end += 1
+        first = out
+        for x in range(i, end):
+            y = x + 1
+            while y < end and ts[y] - ts[x] <= w:
+                if acc[x] != acc[y]:
+                    if fill:
+                        lo, hi = min(acc[x], acc[y]), max(acc[x], acc[y])
+                        key[out] = lo * n_acc + hi
+                        cre[out] = creator[x]
+                    out += 1
+                y += 1
+        if fill and out - first > 1:  # one row per pair and target
+            seg = np.sort(key[first:out])
+            k = first
+            for j in range(len(seg)):
+                if j == 0 or seg[j] != seg[j - 1]:
+                    key[k] = seg[j]
+                    k += 1
+            cre[first:k] = cre[first]
+            out = k
+        i = end
+    return out
+
+
+def _meetings(acc: np.ndarray, tgt: np.ndarray, ts: np.ndarray, creator: np.ndarray, w: int,
+              n_acc: int, min_shared: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, shared targets) for pairs meeting on >= min_shared targets of >= 2 creators."""
+    empty = np.zeros(0, dtype=np.int64)
+    if len(acc) < 2:
+        return empty, empty, empty
+    bound = _pair_rows(acc, tgt, ts, creator, w, n_acc, False, empty, empty)
+    key = np.empty(bound, dtype=np.int64)
+    cre = np.empty(bound, dtype=np.int64)
+    m = _pair_rows(acc, tgt, ts, creator, w, n_acc, True, key, cre)
+    key, cre = key[:m], cre[:m]
+    ranked = np.sort(key)
+    starts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))
+    counts = np.diff(np.append(starts, len(ranked)))
+    candidates = ranked[starts[counts >= min_shared]]
+    if len(candidates) == 0:
+        return empty, empty, empty
+    # Only the candidates' rows are ordered to check that they span two creators.
+    hit = viewindex.lookup(candidates, key) >= 0
+    k, c = key[hit], cre[hit]
+    order = np.lexsort((c, k))
+    k, c = k[order], c[order]
+    first = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    lo = np.minimum.reduceat(np.where(c < 0, np.iinfo(np.int64).max, c), first)
+    hi = np.maximum.reduceat(c, first)
+    shared = np.diff(np.append(first, len(k)))
+    ok = (hi >= 0) & (lo != hi)
+    pair = k[first][ok]
+    return pair // n_acc, pair % n_acc, shared[ok]
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a well-spread 64-bit hash of each value."""
+    z = np.asarray(x).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _activity_key(acc: np.ndarray, ts: np.ndarray, n_acc: int) -> np.ndarray:
+    """Per account, a number drawn from what it did (first time, count, time sum)."""
+    first = np.full(n_acc, np.iinfo(np.int64).max)
+    np.minimum.at(first, acc, ts)
+    count = np.bincount(acc, minlength=n_acc).astype(np.uint64)
+    total = np.bincount(acc, weights=(ts % 1_000_003).astype(float), minlength=n_acc)
+    return (_mix(first) ^ _mix(count) ^ _mix(total.astype(np.uint64))).astype(np.int64)
+
+
+def _histogram(shared: np.ndarray) -> dict[int, int]:
+    values, counts = np.unique(shared, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
 class LockstepDetector(Detector):
     """Pairs of accounts meeting on several targets of several creators within a window."""
 
@@ -76,17 +166,12 @@ class LockstepDetector(Detector):
     def _fit(self, feats: Features) -> Signal:
         con = feats.con
         w = int(self.window_s * 1000)
-        counts = {}
-        for name, shift in (("ls_null", True), ("ls_pairs", False)):
-            self._pairs(con, name, w, shift)
-            counts[name] = dict(con.execute(
-                f"SELECT shared, count(*) FROM {name} GROUP BY 1").fetchall())
-        self.min_shared_ = self._choose_min_shared(counts["ls_pairs"], counts["ls_null"])
-        pairs = con.sql(f"SELECT a, b, shared FROM ls_pairs WHERE shared >= {self.min_shared_}"
-                        ).to_arrow_table()
+        real = self._pairs(feats, w, shift=False)
+        null = self._pairs(feats, w, shift=True)
+        self.min_shared_ = self._choose_min_shared(_histogram(real[2]), _histogram(null[2]))
+        keep = real[2] >= self.min_shared_
         n_acc = feats.n_accounts
-        a = pairs["a"].to_numpy().astype(np.int64)
-        b = pairs["b"].to_numpy().astype(np.int64)
+        a, b = real[0][keep], real[1][keep]
         partners = np.bincount(np.concatenate([a, b]), minlength=n_acc).astype(float)
         codes = feats.account_codes
         n = feats.engagements.num_rows
@@ -150,36 +235,38 @@ class LockstepDetector(Detector):
                 return k
         return top + 1
 
-    def _pairs(self, con: duckdb.DuckDBPyConnection, name: str, w: int, shift: bool) -> None:
-        """Account pairs meeting on two or more targets of two or more creators within ``w``."""
-        s = int(self.shift_s * 1000)
-        # The offset is drawn from what the account did, not from its name, so that renaming
-        # accounts cannot change the result.
-        ts = f"ts + (o.h % {2 * s + 1})::BIGINT - {s}" if shift else "ts"
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {name} AS
-            WITH o AS (
-                SELECT acc, hash(min(ts), count(*), sum(ts), {self.seed}) AS h FROM eng
-                GROUP BY acc
-            ), l0 AS (
-                SELECT acc, target, creator_id, {ts} AS ts FROM eng JOIN o USING (acc)
-                WHERE NOT (after_share AND session_views > 0)
-            ), l1 AS (SELECT *, ts // {w} AS b FROM l0),
-            cell AS (SELECT target, b FROM l1 GROUP BY ALL HAVING count(*) <= {self.max_cell}),
-            l AS (SELECT l1.* FROM l1 SEMI JOIN cell USING (target, b)), m AS (
-                SELECT x.acc AS a, y.acc AS b, x.target, x.creator_id
-                FROM l x JOIN l y ON x.target = y.target AND y.b = x.b
-                WHERE x.acc < y.acc AND abs(x.ts - y.ts) <= {w}
-                UNION ALL
-                SELECT least(x.acc, y.acc), greatest(x.acc, y.acc), x.target, x.creator_id
-                FROM l x JOIN l y ON x.target = y.target AND y.b = x.b + 1
-                WHERE x.acc <> y.acc AND abs(x.ts - y.ts) <= {w}
-            )
-            -- distinct rows first, then a plain count: half the cost of count(DISTINCT)
-            SELECT a, b, count(*) AS shared
-            FROM (SELECT DISTINCT a, b, target, creator_id FROM m) GROUP BY a, b
-            HAVING count(*) >= 2 AND min(creator_id) <> max(creator_id)
-        """)
+    def _pairs(self, feats: Features, w: int, *, shift: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Account pairs (a < b) meeting on ``min_shared`` or more targets of two or more
+        creators within ``w`` ms: (a, b, shared targets).
+
+        With ``shift`` each account's whole timeline first moves by its own offset of up to
+        ``shift_s``, drawn from what the account did (not its name), so that renaming accounts
+        cannot change the result.
+        """
+        e = feats.engagements
+        acc = feats.account_codes.astype(np.int64)
+        ts = e["ts"].to_numpy().astype(np.int64)
+        if shift:
+            s = int(self.shift_s * 1000)
+            h = _mix(_activity_key(acc, ts, feats.n_accounts) + self.seed)
+            ts = ts + (h % np.uint64(2 * s + 1)).astype(np.int64)[acc] - s
+        referral = (e["after_share"].to_numpy(zero_copy_only=False).astype(bool)
+                    & (e["session_views"].to_numpy(zero_copy_only=False) > 0))
+        rows = np.flatnonzero(~referral)
+        tgt = feats.target_codes[rows]
+        t = ts[rows]
+        # Cells (target, window bucket) crowded past max_cell are left out (module docstring).
+        bucket = t // w
+        _, cell, size = np.unique(tgt * (int(bucket.max() - bucket.min()) + 1)
+                                  + (bucket - bucket.min()), return_inverse=True,
+                                  return_counts=True) if len(rows) else (None, rows, rows)
+        small = size[cell] <= self.max_cell
+        rows, tgt, t = rows[small], tgt[small], t[small]
+        order = np.lexsort((t, tgt))
+        creator = feats.key_codes("creator_id")[rows][order]
+        return _meetings(acc[rows][order], tgt[order], t[order], creator, w,
+                         feats.n_accounts, self.min_shared)
 
     def _describe(self, feats: Features, rows: np.ndarray) -> Group:
         """A group's evidence from its engagements (``rows``): the targets that at least
