@@ -210,6 +210,15 @@ def last_before(row_code: np.ndarray, n_codes: int, row_ts: np.ndarray, code: np
                           np.ascontiguousarray(at, dtype=np.int64), strict)
 
 
+def count_within(row_code: np.ndarray, n_codes: int, row_ts: np.ndarray, code: np.ndarray,
+                 lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """For each query (code, lo, hi): rows with that code and lo <= time < hi."""
+    start, _, times = _group(row_code, n_codes, row_ts)
+    return _count_in_window(start, times, np.ascontiguousarray(code, dtype=np.int64),
+                            np.ascontiguousarray(lo, dtype=np.int64),
+                            np.ascontiguousarray(hi, dtype=np.int64))
+
+
 @dataclass
 class ViewContext:
     """Per engagement: views in the feed session around it and the last view of its video."""

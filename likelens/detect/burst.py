@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from likelens import viewindex
 from likelens.detect.base import Detector, Signal, poisson_surprise, squash
 from likelens.features import Features
 
@@ -63,16 +64,9 @@ class BurstDetector(Detector):
             hb AS (SELECT lb.video_id, lb.bucket, lb.likes,
                           lb.views * (lt.likes::DOUBLE + 1) / (lb.video_views + 1) AS expected
                    FROM lb JOIN lt USING (video_id))
-            , near AS (
-                SELECT pos, count(*) FILTER (WHERE task) OVER (
-                    PARTITION BY target ORDER BY ts
-                    RANGE BETWEEN {self.near_s * 1000} PRECEDING
-                          AND {self.near_s * 1000} FOLLOWING) - task::INT AS task_near
-                FROM (SELECT pos, target, ts, {task} AS task FROM eng)
-            )
-            SELECT e.pos, e.task, tt.k, tt.n * rate.p AS lam, rate.n_targets, near.task_near,
+            SELECT e.pos, e.task, tt.k, tt.n * rate.p AS lam, rate.n_targets,
                    hb.likes AS hour_likes, hb.expected AS hour_expected
-            FROM e JOIN tt USING (target) JOIN near USING (pos) CROSS JOIN rate
+            FROM e JOIN tt USING (target) CROSS JOIN rate
             LEFT JOIN hb ON hb.video_id = e.video_id AND hb.bucket = e.bucket
                         AND e.action = 'like'
             ORDER BY e.pos
@@ -83,6 +77,14 @@ class BurstDetector(Detector):
             return np.nan_to_num(t[name].to_numpy(zero_copy_only=False).astype(float))
 
         task_mask = t["task"].to_numpy(zero_copy_only=False).astype(bool)
+        # Task-shaped engagements of the same target within near_s of each one (itself not
+        # counted): the view index's window count over (target, time) blocks.
+        near = int(self.near_s * 1000)
+        tgt = feats.target_codes
+        ts = e["ts"].to_numpy().astype(np.int64)
+        task_near = np.where(task_mask, viewindex.count_within(
+            np.where(task_mask, tgt, -1), int(tgt.max(initial=-1)) + 1, ts, tgt, ts - near,
+            ts + near + 1) - 1, 0)
         n_targets = float(col("n_targets").max(initial=1.0))
         target_s = poisson_surprise(col("k"), col("lam"), tests=n_targets)
         hour_s = poisson_surprise(col("hour_likes"), col("hour_expected"),
@@ -100,7 +102,7 @@ class BurstDetector(Detector):
             hour_excess = np.where(hour_s > 0, 1.0 - col("hour_expected") / col("hour_likes"),
                                    0.0)
         columns = {"burst_surprise": surprise, "burst_task_surprise": target_s,
-                   "burst_task_near": np.where(task_mask, np.log1p(col("task_near")), 0.0),
+                   "burst_task_near": np.where(task_mask, np.log1p(task_near), 0.0),
                    "burst_hour_surprise": hour_s,
                    "burst_excess": np.clip(np.nan_to_num(np.maximum(task_excess, hour_excess)),
                                            0.0, 1.0)}
