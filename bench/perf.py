@@ -187,8 +187,8 @@ def main() -> None:
              f"`python bench/perf.py --events {args.events}` on {os.cpu_count()} cores, "
              f"Python {platform.python_version()}; platform-day scenario, Parquet input, "
              "`likelens scan --no-report`, input in the page cache. Peak RSS is the scan "
-             "process's. Detectors run two at a time, so their own times (detect.*) overlap; `detect` is "
-             "the stage's wall time.", "",
+             "process's. Detectors run two at a time, so their own times (detect.*) "
+             "overlap; `detect` is the stage's wall time.", "",
              "| events | wall s | events/s | peak RSS GiB | " +
              " | ".join(rows[0]["stages"]) + " |",
              "|---" * (4 + len(rows[0]["stages"])) + "|"]
