@@ -1,9 +1,10 @@
 """Lockstep: accounts that engage the same targets within the same short windows, again and again.
 
 CopyCatch's observation: a seller's accounts deliver order after order together, so pairs of
-them meet on many targets within minutes of each other. Pairs are found with a bucketed
-equi-join (same target, same or adjacent time bucket, then the exact window filter), which is
-linear in the engagements rather than quadratic in time. Fans who like one creator's new videos
+them meet on many targets within minutes of each other. Pairs are found by one compiled walk
+over the engagements sorted by (target, time): each row meets the later rows of its target
+within the window, which is linear in the engagements times the pairs per window, never
+quadratic in time. Fans who like one creator's new videos
 right after each publish meet on several targets too, but all of one creator: a pair counts only
 when its shared targets span at least two creators. Friends who open a link one of them shared
 arrive together as well, but from inside their feed sessions: an engagement that follows someone
