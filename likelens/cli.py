@@ -102,12 +102,11 @@ def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
     Example:
       likelens scan events.parquet --out scan/ --target-fpr 0.001
     """
-    from likelens import outputs
+    from likelens import outputs, runtime
     from likelens.privacy import load_key
-    from likelens.runtime import reuse_freed_memory
     from likelens.scan import scan_paths
 
-    reuse_freed_memory()
+    runtime.enable()
 
     if not 0 < target_fpr < 1:
         raise click.BadParameter("must be between 0 and 1", param_hint="--target-fpr")

@@ -196,9 +196,13 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     # Accounts: codes among the accounts that engage, in id order (= dense_rank by user_id).
     users = pc.unique(e["user_id"])
     users = users.take(pc.array_sort_indices(users))
-    all_acc = viewindex.codes(events["user_id"], users).astype(np.int32)
+    # Account codes (compiled hash probes) and video codes (Arrow's hash encoding) both
+    # release the GIL: side by side.
+    with ThreadPoolExecutor(1) as pool:
+        acc_job = pool.submit(lambda: viewindex.codes(events["user_id"], users).astype(np.int32))
+        vid, video_values = _sorted_codes(events["video_id"])
+        all_acc = acc_job.result()
     eng_acc = all_acc[eng_rows]
-    vid, video_values = _sorted_codes(events["video_id"])
     eng_vid = vid[eng_rows]
     view_vid = np.where(is_view, vid, -1)
     del vid

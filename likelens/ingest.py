@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -428,13 +429,17 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: _RawFile, key: byte
     table = table.select(contract + (["_row"] if "_row" in table.column_names else []))
     if "_row" not in table.column_names:
         table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    if "ip" in contract:
-        h, n, ok = pseudonymise_ip(table["ip"], key)
-        table = table.append_column("_ip_hash", h).append_column("_ip_net", n)
-        table = table.append_column("_ip_ok", ok)
-    if "device_id" in contract:
-        table = table.append_column(
-            "_device_hash", pseudonymise_text(table["device_id"], key, b"dev:"))
+    # Addresses and devices are hashed side by side: much of each is Arrow work that
+    # releases the GIL.
+    with ThreadPoolExecutor(1) as pool:
+        device = (pool.submit(pseudonymise_text, table["device_id"], key, b"dev:")
+                  if "device_id" in contract else None)
+        if "ip" in contract:
+            h, n, ok = pseudonymise_ip(table["ip"], key)
+            table = table.append_column("_ip_hash", h).append_column("_ip_net", n)
+            table = table.append_column("_ip_ok", ok)
+        if device is not None:
+            table = table.append_column("_device_hash", device.result())
     coerced = _typed_fast_path(table) if raw.bad_utf8_rows is None else None
     if coerced is None:
         bad = raw.bad_utf8_rows if raw.bad_utf8_rows is not None else pa.nulls(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from likelens import __version__
+from likelens import __version__, runtime
 from likelens.detect.base import Group, Signal
 from likelens.detect.dense import task_shaped
 from likelens.detect.fuse import Fusion, account_context, fuse
@@ -83,13 +83,15 @@ def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0
     memory goes back before the detectors run.
     """
     timer = Timer()
-    with timer.stage("ingest", progress):
-        ing = ingest(paths, key=key)
-    n_events = ing.events.num_rows
-    log = [ing.events]
-    ing.events = ing.events.schema.empty_table()
-    result = _scan(log, target_fpr=target_fpr, detectors=detectors, threads=threads,
-                   progress=progress, timer=timer, quarantine=ing.quarantine)
+    with runtime.reusing_freed_memory():
+        with timer.stage("ingest", progress):
+            ing = ingest(paths, key=key)
+        n_events = ing.events.num_rows
+        log = [ing.events]
+        ing.events = ing.events.schema.empty_table()
+        feats = _features(log, threads, timer, progress)
+    result = _scan(feats, target_fpr=target_fpr, detectors=detectors, progress=progress,
+                   timer=timer, quarantine=ing.quarantine, threads=threads)
     result.summary["input"] = {"files": ing.files, "rows_read": ing.rows_read,
                                "events": n_events, "quarantined": ing.quarantine.num_rows}
     return result, ing
@@ -100,18 +102,24 @@ def scan_events(events: pa.Table, *, target_fpr: float = 0.001,
                 progress: Progress | None = None, timer: Timer | None = None,
                 quarantine: pa.Table | None = None) -> ScanResult:
     """Scan a canonical events table (as ``ingest`` returns it)."""
-    return _scan([events], target_fpr=target_fpr, detectors=detectors, threads=threads,
-                 progress=progress, timer=timer, quarantine=quarantine)
-
-
-def _scan(log: list[pa.Table], *, target_fpr: float, detectors: Sequence[str] | None,
-          threads: int | None, progress: Progress | None, timer: Timer | None,
-          quarantine: pa.Table | None) -> ScanResult:
-    """The scan proper. ``log`` holds the events and is emptied, so that the features stage
-    holds the only reference to them (from ``scan_paths``) and they are freed when it ends."""
     timer = timer or Timer()
+    feats = _features([events], threads, timer, progress)
+    return _scan(feats, target_fpr=target_fpr, detectors=detectors, progress=progress,
+                 timer=timer, quarantine=quarantine, threads=threads)
+
+
+def _features(log: list[pa.Table], threads: int | None, timer: Timer,
+              progress: Progress | None) -> Features:
+    """The features stage. ``log`` holds the events and is emptied, so that this stage holds
+    the only reference to them (from ``scan_paths``) and they are freed when it ends."""
     with timer.stage("features", progress):
-        feats = build_features(log.pop(), threads=threads)
+        return build_features(log.pop(), threads=threads)
+
+
+def _scan(feats: Features, *, target_fpr: float, detectors: Sequence[str] | None,
+          progress: Progress | None, timer: Timer, quarantine: pa.Table | None,
+          threads: int | None = None) -> ScanResult:
+    """Detectors, fusion and scores on built features."""
     names = list(detectors) if detectors else [s.name for s in REGISTRY]
     with timer.stage("detect", progress):
         signals = _detect(feats, names, timer, workers=1 if threads == 1 else 2)
