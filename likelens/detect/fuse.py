@@ -102,10 +102,14 @@ class Fusion:
 
 
 def _codes(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
-    """Bin index per value; missing values get their own last bin."""
+    """Bin index per value (how many edges it reaches, as ``np.digitize``); missing values get
+    their own last bin. A handful of comparisons beat digitize's binary search per value."""
     v = np.asarray(values, dtype=float)
-    codes = np.digitize(np.nan_to_num(v, nan=0.0), edges)
-    return np.where(np.isnan(v), len(edges) + 1, codes)
+    codes = np.zeros(len(v), dtype=np.int64)
+    for edge in edges:
+        codes += v >= edge
+    codes[np.isnan(v)] = len(edges) + 1
+    return codes
 
 
 def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],

@@ -16,6 +16,8 @@ import re
 import zlib
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from likelens.detect.base import Detector, Signal
 from likelens.detect.lockstep import components
@@ -64,13 +66,23 @@ class TextDetector(Detector):
     def _fit(self, feats: Features) -> Signal:
         e = feats.engagements
         n = e.num_rows
-        texts = e["text"].to_pylist()
         acc = feats.account_codes
-        idx = [i for i, t in enumerate(texts) if t and len(normalise(t)) >= self.min_chars]
+        # Comments repeat (that is the point): normalise each distinct raw text once.
+        rows = np.flatnonzero(pc.is_valid(e["text"]).to_numpy(zero_copy_only=False))
+        enc = pc.dictionary_encode(e["text"].take(pa.array(rows))).combine_chunks()
+        norm_raw = [normalise(t) for t in enc.dictionary.to_pylist()]
+        long_enough = np.array([len(t) >= self.min_chars for t in norm_raw], dtype=bool)
+        raw_of_row = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        keep = long_enough[raw_of_row] if len(norm_raw) else np.zeros(0, dtype=bool)
+        idx = rows[keep]
         accounts_in_cluster = np.zeros(n)
-        if idx:
-            norm = [normalise(texts[i]) for i in idx]
-            uniq, inv = np.unique(np.array(norm, dtype=object), return_inverse=True)
+        if len(idx):
+            kept_raw = np.flatnonzero(long_enough)
+            uniq, raw_to_u = np.unique(np.array([norm_raw[i] for i in kept_raw], dtype=object),
+                                       return_inverse=True)
+            u_of_raw = np.full(len(norm_raw), -1, dtype=np.int64)
+            u_of_raw[kept_raw] = raw_to_u.ravel()
+            inv = u_of_raw[raw_of_row[keep]]
             sig = minhash([shingles(t) for t in uniq], self.n_perm, self.seed)
             rows = self.n_perm // self.bands
             a_list, b_list = [], []
