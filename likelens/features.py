@@ -163,11 +163,12 @@ def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """
     enc = pc.dictionary_encode(column).combine_chunks()
     order = pc.array_sort_indices(enc.dictionary).to_numpy()
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    codes = np.where(idx >= 0, rank[np.maximum(idx, 0)], -1) if len(rank) else idx
-    return codes.astype(np.int32), enc.dictionary.take(pa.array(order))
+    # One gather from a table with a last slot (-1) for nulls: no per-row branches.
+    rank = np.empty(len(order) + 1, dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    rank[-1] = -1
+    idx = pc.fill_null(enc.indices, len(order)).to_numpy(zero_copy_only=False)
+    return rank[idx], enc.dictionary.take(pa.array(order))
 
 
 def _valid(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

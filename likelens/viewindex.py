@@ -158,10 +158,21 @@ def _last_view_of(start: np.ndarray, order: np.ndarray, times: np.ndarray, vid: 
 
 
 @numba.njit(cache=True, nogil=True)
-def _completion_medians(start: np.ndarray, order: np.ndarray, watch: np.ndarray,
-                        watch_ok: np.ndarray, length: np.ndarray, length_ok: np.ndarray
-                        ) -> np.ndarray:
-    """Per block: median of min(watch / length, 1) over rows with both known and length > 0."""
+def _completion(watch: np.ndarray, watch_ok: np.ndarray, length: np.ndarray,
+                length_ok: np.ndarray) -> np.ndarray:
+    """min(watch / length, 1) per row, NaN where either is unknown or the length is 0."""
+    out = np.empty(len(watch), dtype=np.float64)
+    for i in range(len(watch)):
+        if watch_ok[i] and length_ok[i] and length[i] > 0:
+            out[i] = min(watch[i] / length[i], 1.0)
+        else:
+            out[i] = np.nan
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_medians(start: np.ndarray, order: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per block: median of its rows' non-NaN ``values`` (NaN if none)."""
     n = len(start) - 1
     out = np.full(n, np.nan)
     buf = np.empty(64)
@@ -171,9 +182,9 @@ def _completion_medians(start: np.ndarray, order: np.ndarray, watch: np.ndarray,
             buf = np.empty(hi - lo)
         k = 0
         for j in range(lo, hi):
-            r = order[j]
-            if watch_ok[r] and length_ok[r] and length[r] > 0:
-                buf[k] = min(watch[r] / length[r], 1.0)
+            v = values[order[j]]
+            if not np.isnan(v):
+                buf[k] = v
                 k += 1
         if k:
             out[g] = np.median(buf[:k])
@@ -265,7 +276,8 @@ class VideoViews:
             return (np.ascontiguousarray(pc.fill_null(col, 0).to_numpy(), dtype=np.int64),
                     np.ascontiguousarray(pc.is_valid(col).to_numpy(zero_copy_only=False)))
 
-        medians = _completion_medians(start, order, *ints("watch_ms"), *ints("video_ms"))
+        medians = _block_medians(start, order,
+                                 _completion(*ints("watch_ms"), *ints("video_ms")))
         counts = np.diff(start)
         seen = np.flatnonzero(counts > 0)
         first = order[start[seen]]
