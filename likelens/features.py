@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens import viewindex
+from likelens.ingest import shared_dictionaries
 from likelens.schema import ACTIONS
 
 SESSION_MS = 10 * 60_000  # views this close (in whole minutes) count as the feed session
@@ -188,7 +189,7 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     con = connect(threads)
     is_view = action_mask(events["action"], "view")
     eng_rows = np.flatnonzero(~is_view)
-    e = events.filter(pa.array(~is_view))
+    e = shared_dictionaries(events.filter(pa.array(~is_view)))
     has_views = bool(is_view.any())
     has_device = _present(events, "device_hash")
     has_ip = _present(events, "ip_net")

@@ -592,6 +592,41 @@ def ingest(paths: Iterable[str | Path], *, key: bytes,
     return IngestResult(events, quarantine, [str(f) for f in files], offset, seen_columns)
 
 
+def shared_dictionaries(events: pa.Table) -> pa.Table:
+    """One dictionary per text column across every file and chunk.
+
+    Each file's hashed columns share one dictionary among its chunks, but files differ; left
+    so, every concatenation (``combine_chunks`` of the engagement table, say) unifies hundreds
+    of chunk dictionaries of a million values each (30 s at 100M events over four files).
+    Unifying the distinct dictionaries once costs their total size plus one take per row, so
+    the features stage calls this on the engagements only, not on the whole log.
+    """
+    columns = []
+    for name in events.column_names:
+        col = events[name]
+        if not pa.types.is_dictionary(col.type) or col.num_chunks < 2:
+            columns.append(col)
+            continue
+        distinct: dict[tuple[int, int, int], pa.Array] = {}
+        for ch in col.chunks:  # chunks built on one dictionary share its buffers
+            d = ch.dictionary
+            distinct.setdefault((d.buffers()[-1].address if d.buffers()[-1] else 0,
+                                 d.offset, len(d)), d)
+        if len(distinct) == 1:
+            columns.append(col)
+            continue
+        values = pc.unique(pa.concat_arrays(list(distinct.values())))
+        remap = {k: pc.index_in(d, value_set=values).cast(col.type.index_type)
+                 for k, d in distinct.items()}
+        chunks = []
+        for ch in col.chunks:
+            d = ch.dictionary
+            k = (d.buffers()[-1].address if d.buffers()[-1] else 0, d.offset, len(d))
+            chunks.append(pa.DictionaryArray.from_arrays(remap[k].take(ch.indices), values))
+        columns.append(pa.chunked_array(chunks, col.type))
+    return pa.table(columns, names=events.column_names)
+
+
 def _file_rows(goods: list[pa.Table], dup: np.ndarray, sizes: np.ndarray,
                file_of: np.ndarray) -> list[int]:
     """File row numbers of duplicate rows, read from each file's ``_file_row`` column."""
