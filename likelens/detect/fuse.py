@@ -131,10 +131,12 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
     if len(action) == 0:  # a log with views only: nothing to decide
         return Fusion(np.zeros(0), np.zeros(0, dtype=bool), pa.array([], pa.list_(pa.string())),
                       1.0, 0.0, 1.0, 0.0, 0)
-    if context is not None:
-        columns = {k: (np.where(context, v, 0.0) if k in ACCOUNT_LEVEL else v)
-                   for k, v in columns.items()}
-    names = [c for c in BINS if c in columns and np.nanmax(np.abs(columns[c]), initial=0) > 0]
+    def column(c: str) -> np.ndarray:
+        """A column as the model sees it: account-level ones neutral outside ``context``."""
+        v = columns[c]
+        return np.where(context, v, 0.0) if context is not None and c in ACCOUNT_LEVEL else v
+
+    names = [c for c in BINS if c in columns and np.nanmax(np.abs(column(c)), initial=0) > 0]
     n = len(action)
     # Action codes by Arrow's hash encoding: np.unique would sort millions of strings.
     encoded = pc.dictionary_encode(pa.array(action) if isinstance(action, np.ndarray)
@@ -143,27 +145,34 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
         encoded = encoded.combine_chunks()
     actions = encoded.dictionary
     act_codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    codes = [_codes(columns[c], BINS[c][0]) for c in names] + [act_codes]
     sizes = np.array([len(BINS[c][0]) + 2 for c in names] + [len(actions)])
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     collective = np.zeros(n, dtype=bool)
-    for c in COLLECTIVE:  # account-level ones are already neutral outside the context
+    for c in COLLECTIVE:
         if c in columns:
-            collective |= np.nan_to_num(np.asarray(columns[c], dtype=float)) > 0
+            collective |= np.nan_to_num(np.asarray(column(c), dtype=float)) > 0
     # One mixed-radix integer per row (bins of every column, then the collective flag), so the
-    # distinct patterns come from a 1-D unique instead of a row-wise one.
+    # distinct patterns come from a 1-D unique instead of a row-wise one. It is built one
+    # column at a time: no column's bins are kept for every row, only for one row per pattern.
     if float(np.prod(sizes.astype(float))) * 2 < 2.0**62:
         key = collective.astype(np.int64)
-        for j in range(len(codes)):
-            key = key * int(sizes[j]) + codes[j]
+        for j, c in enumerate(names):
+            key *= int(sizes[j])
+            key += _codes(column(c), BINS[c][0])
+        key *= int(sizes[-1])
+        key += act_codes
         uniq, first, inverse, weight = np.unique(key, return_index=True, return_inverse=True,
                                                  return_counts=True)
+        del key
     else:  # too many columns for one integer: the slower row-wise unique
-        rows = np.vstack([*codes, collective]).T
+        rows = np.vstack([*(_codes(column(c), BINS[c][0]) for c in names), act_codes,
+                          collective]).T
         uniq, first, inverse, weight = np.unique(rows, axis=0, return_index=True,
                                                  return_inverse=True, return_counts=True)
+        del rows
     inverse = inverse.ravel()
-    flat = np.vstack([codes[j][first] + offsets[j] for j in range(len(codes))])
+    flat = np.vstack([_codes(column(c)[first], BINS[c][0]) + offsets[j]
+                      for j, c in enumerate(names)] + [act_codes[first] + offsets[-1]])
     pat_collective = collective[first]
     n_pat = len(uniq)
 
