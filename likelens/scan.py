@@ -121,7 +121,7 @@ def _scan(feats: Features, *, target_fpr: float, detectors: Sequence[str] | None
           threads: int | None = None) -> ScanResult:
     """Detectors, fusion and scores on built features."""
     names = list(detectors) if detectors else [s.name for s in REGISTRY]
-    with timer.stage("detect", progress):
+    with timer.stage("detect", progress), runtime.reusing_freed_memory():
         signals = _detect(feats, names, timer, workers=1 if threads == 1 else 2)
     e = feats.engagements
     with timer.stage("fusion", progress):
