@@ -33,14 +33,22 @@ class Row:
 
 
 def average_precision(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the precision-recall curve (step-wise, as scikit-learn computes it)."""
+    """Area under the precision-recall curve, step-wise as scikit-learn computes it.
+
+    Precision and recall are taken at each distinct score, so engagements with equal scores
+    count together: the result does not depend on the order ties arrive in (detectors that
+    score in a few levels tie a lot).
+    """
+    y = np.asarray(y, dtype=bool)
     if y.sum() == 0:
         return float("nan")
-    order = np.argsort(-score, kind="stable")
-    y = y[order]
-    tp = np.cumsum(y)
-    precision = tp / np.arange(1, len(y) + 1)
-    return float((precision * y).sum() / y.sum())
+    order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
+    s, y = np.asarray(score, dtype=float)[order], y[order]
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]  # end of each tie group
+    tp = np.cumsum(y)[last]
+    precision = tp / (last + 1)
+    recall = tp / y.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def _row(split: str, fake: np.ndarray, flagged: np.ndarray, score: np.ndarray) -> Row:

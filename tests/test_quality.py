@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from likelens import sim
@@ -92,3 +93,31 @@ def test_scan_survives_tiny_and_odd_logs() -> None:
         assert scan.engagements.num_rows == n_eng
         assert scan.summary["counts"]["engagements"] == n_eng
         assert scan.engagements["flagged"].to_pylist() == [False] * n_eng
+
+
+def test_average_precision_ignores_tie_order_and_matches_scikit_learn() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from likelens.evaluate import average_precision
+
+    pairs = st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, 0.3, 0.5, 0.8, 1.0])),
+                     min_size=1, max_size=60)
+
+    @settings(max_examples=200, deadline=None)
+    @given(pairs, st.randoms(use_true_random=False))
+    def check(rows, rnd) -> None:
+        y = np.array([r[0] for r in rows])
+        s = np.array([r[1] for r in rows])
+        if not y.any():
+            return
+        ap = average_precision(y, s)
+        perm = np.array(rnd.sample(range(len(rows)), len(rows)))
+        assert ap == pytest.approx(average_precision(y[perm], s[perm]), abs=1e-12)
+        try:
+            from sklearn.metrics import average_precision_score
+        except ImportError:  # scikit-learn is a bench extra; the order check above still ran
+            return
+        assert ap == pytest.approx(average_precision_score(y, s), abs=1e-12)
+
+    check()
