@@ -1,14 +1,15 @@
 """Speed benchmark: `likelens scan` end to end on the platform-day scenario at several sizes.
 
-Run:  .venv/bin/python bench/perf.py --events 1e6,1e7,2e7 [--fraudar] [--out bench/perf.md]
+Run:  .venv/bin/python bench/perf.py --events 1e6,1e7,2e7,1e8 [--fraudar] [--out bench/perf.md]
 
 For each size it simulates platform-day scaled to about that many events (cached under
-bench/work/), runs `likelens scan --profile` as a child process, and records wall time,
-events/s, the child's peak RSS and the per-stage timings from summary.json. With --fraudar it
-also times the dense-subgraph core against the `rgmining-fraudar` package on the same graph;
-that package is installed only in bench/.venv-fraudar, never as a LikeLens dependency.
-Prints every figure and writes a markdown table.
-"""
+bench/work/; days past 25M events as independent shards), reads the input once so that it is
+in the page cache, runs `likelens scan --profile` as a child process three times (once above
+30M events) and keeps the median run: wall time, events/s, the child's own peak RSS and the
+per-stage timings from summary.json. With --fraudar it also times the dense-subgraph core
+against the `rgmining-fraudar` package on the same graph; that package is installed only in
+bench/.venv-fraudar, never as a LikeLens dependency. Prints every figure and writes a
+markdown table."""
 
 from __future__ import annotations
 
