@@ -35,7 +35,7 @@ class Block:
     density: float
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _heap_push(keys: np.ndarray, vals: np.ndarray, size: int, key: float, val: int) -> int:
     i = size
     keys[i] = key
@@ -50,7 +50,7 @@ def _heap_push(keys: np.ndarray, vals: np.ndarray, size: int, key: float, val: i
     return size + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _heap_pop(keys: np.ndarray, vals: np.ndarray, size: int) -> tuple[float, int, int]:
     key, val = keys[0], vals[0]
     size -= 1
@@ -70,7 +70,7 @@ def _heap_pop(keys: np.ndarray, vals: np.ndarray, size: int) -> tuple[float, int
     return key, val, size
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _peel(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray
           ) -> tuple[np.ndarray, int, float]:
     n = len(indptr) - 1

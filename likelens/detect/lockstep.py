@@ -31,7 +31,7 @@ from likelens.detect.base import Detector, Group, Signal
 from likelens.features import Features, footprint
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _find(parent: np.ndarray, x: int) -> int:
     root = x
     while parent[root] != root:
@@ -43,7 +43,7 @@ def _find(parent: np.ndarray, x: int) -> int:
     return root
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     parent = np.arange(n)
     for i in range(len(a)):
