@@ -45,18 +45,18 @@ _IP_LIKE = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b[0-9A-Fa-f]{0,4}(?::[0-9A-
 
 @dataclass
 class IngestResult:
-    """The canonical events, the quarantined rows and what was read."""
+    """The canonical events, the quarantined rows and what was read.
+
+    ``scan_paths`` hands ``events`` to the scan and leaves an empty table of the same schema
+    here (the log is freed once the features are built); ``Features.has_views`` says whether
+    the log had views.
+    """
 
     events: pa.Table
     quarantine: pa.Table
     files: list[str]
     rows_read: int
     columns: set[str] = field(default_factory=set)
-
-    @property
-    def has_views(self) -> bool:
-        """Whether the log carries views (else the watch-time signals switch off)."""
-        return bool(pc.any(pc.equal(self.events["action"], "view")).as_py() or False)
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
