@@ -64,11 +64,13 @@ class Features:
             col = pc.dictionary_encode(col)
         # A dictionary may hold one value several times (ingest spreads one hash per distinct
         # address, and many addresses share a /24): code the values, not the entries.
-        entry_code = pc.dictionary_encode(col.dictionary).indices.to_numpy(zero_copy_only=False)
+        # A null entry (a blank address) codes as -1, like a null row.
+        entry_code = pc.fill_null(pc.dictionary_encode(col.dictionary).indices, -1).to_numpy(
+            zero_copy_only=False).astype(np.int64)
         idx = pc.fill_null(col.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         if len(entry_code) == 0:
             return idx
-        return np.where(idx >= 0, entry_code[np.maximum(idx, 0)], -1).astype(np.int64)
+        return np.where(idx >= 0, entry_code[np.maximum(idx, 0)], -1)
 
     def per_account_max(self, values: np.ndarray) -> np.ndarray:
         """Each engagement gets the maximum of ``values`` over its account's engagements."""

@@ -222,3 +222,17 @@ def test_lockstep_finds_a_planted_crew() -> None:
     assert [sorted(g.accounts) for g in sig.groups] == [crew]
     flagged = {u for u, s in zip(users, sig.score, strict=True) if s >= 0.5}
     assert flagged == set(crew)
+
+
+def test_key_codes_code_values_not_dictionary_entries() -> None:
+    """Ingest spreads one hash per distinct address, so a /24's hash repeats in the dictionary
+    and a blank address is a null entry: equal values share a code, nulls are -1."""
+    from likelens.features import Features
+
+    d = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, None, 1, 3], pa.int32()),
+                                       pa.array(["net-a", None, "net-a", "net-b"]))
+    feats = Features(None, pa.table({"k": pa.chunked_array([d])}), True, True, True, True)
+    codes = feats.key_codes("k")
+    assert codes[0] == codes[2] >= 0
+    assert codes[5] >= 0 and codes[5] != codes[0]
+    assert list(codes[[1, 3, 4]]) == [-1, -1, -1]
