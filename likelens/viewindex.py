@@ -1,11 +1,13 @@
 """The view stream's context around each engagement, with compiled kernels instead of SQL joins.
 
-Views are nine events in ten, and each engagement needs two facts from them: how many views its
-account made in the feed session around it (``near``), and the account's last view of the same
-video before it (the ASOF "view before"). In SQL both are joins of the engagements against every
-view; here the views are indexed once (an account's views in one contiguous, time-sorted block)
-and each engagement answers with two binary searches. Cost: one pass over the views to code and
-group them, then O(log) per engagement, with no sort of the whole log.
+Views are nine events in ten, and each engagement needs facts from them: how many views its
+account made in the feed session around it (``near``), the account's last view of the same
+video before it (the ASOF "view before"), and how many views its video had in a time window.
+In SQL these are joins of the engagements against every view; here the views are indexed once
+(an account's, or a video's, views in one contiguous, time-sorted block) and each engagement
+answers with binary searches. Cost: one pass over the views to group them, then O(log) per
+engagement, with no sort of the whole log. The same kernels serve other per-key time windows
+(a video's shares, a target's task-shaped engagements).
 
 Accounts and videos arrive as dense codes (see ``features``); a row with code -1 is not indexed.
 """
@@ -271,6 +273,7 @@ class VideoViews:
         """``view_vid``: code of each log row's video in ``dictionary`` (-1: not a view)."""
         start, order, times = _group(view_vid,
                                      len(dictionary), np.ascontiguousarray(ts, dtype=np.int64))
+
         def ints(name: str) -> tuple[np.ndarray, np.ndarray]:
             col = events[name]
             return (np.ascontiguousarray(pc.fill_null(col, 0).to_numpy(), dtype=np.int64),
