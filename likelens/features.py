@@ -51,7 +51,9 @@ class Features:
 
     @property
     def target_codes(self) -> np.ndarray:
-        """Dense 0-based target code per engagement, in target order."""
+        """Dense 0-based target code per engagement, in target order (so node ids, and the
+        peeling's tie-breaks, do not depend on row order); computed once, shared by the
+        detectors."""
         if self._target_codes is None:
             _, inv = np.unique(self.engagements["target"].to_numpy(), return_inverse=True)
             self._target_codes = inv.astype(np.int64)
@@ -221,7 +223,7 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
             ts=ts, bucket_ms=60_000, reach=SESSION_MS // 60_000)
         videos = viewindex.VideoViews.build(view_vid, ts, video_values, events)
         ctx = ctx_job.result()
-    del all_acc, view_vid, ts
+    del all_acc, view_vid
     n = len(eng_rows)
     action = e["action"]
     action_idx = np.full(n, -1, dtype=np.int64)
@@ -246,7 +248,8 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
 
     view_row = ctx.view_row
     has_view = view_row >= 0
-    view_ts = pc.fill_null(_take_or_null(events["ts"], view_row), 0).to_numpy()
+    view_ts = np.where(has_view, ts[np.maximum(view_row, 0)], 0)
+    del ts
     view_watch = _take_or_null(events["watch_ms"], view_row)
     video_ms = pc.coalesce(e["video_ms"], _take_or_null(events["video_ms"], view_row))
     since_view = np.where(has_view, eng_ts - view_ts, 0)

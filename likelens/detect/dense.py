@@ -137,20 +137,6 @@ def bipartite_csr(left: np.ndarray, right: np.ndarray, n_left: int, n_right: int
     return np.cumsum(indptr), dst[order], w[order]
 
 
-def target_codes(feats: Features) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct targets and each engagement's index among them.
-
-    Arrow's hash encoding finds the distinct values; only those are sorted, so node ids (and the
-    peeling's tie-breaks) do not depend on row order.
-    """
-    encoded = pc.dictionary_encode(feats.engagements["target"]).combine_chunks()
-    values = encoded.dictionary.to_numpy(zero_copy_only=False)
-    order = np.argsort(values, kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return values[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
-
-
 @dataclass(frozen=True)
 class Graph:
     """Distinct account-target edges with FRAUDAR's column weights 1 / log(degree + 5)."""
@@ -163,19 +149,18 @@ class Graph:
     deg_t: np.ndarray     # target degree
     acc: np.ndarray       # account code per engagement
     tgt: np.ndarray       # target code per engagement
-    targets: np.ndarray   # target value per target code
 
 
 def account_target_graph(feats: Features, mask: np.ndarray | None = None) -> Graph:
     """The bipartite graph of the engagements selected by ``mask`` (all when None)."""
     acc = feats.account_codes.astype(np.int64)
-    targets, tgt = target_codes(feats)
+    tgt = feats.target_codes
+    n_tgt = int(tgt.max()) + 1 if len(tgt) else 0
     keep = np.ones(len(acc), dtype=bool) if mask is None else mask
-    edges = distinct(acc[keep] * len(targets) + tgt[keep])
-    a, t = edges // len(targets), edges % len(targets)
-    deg_t = np.bincount(t, minlength=len(targets))
-    return Graph(a, t, 1.0 / np.log(deg_t[t] + 5.0), feats.n_accounts, len(targets), deg_t,
-                 acc, tgt, targets)
+    edges = distinct(acc[keep] * n_tgt + tgt[keep])
+    a, t = edges // n_tgt, edges % n_tgt
+    deg_t = np.bincount(t, minlength=n_tgt)
+    return Graph(a, t, 1.0 / np.log(deg_t[t] + 5.0), feats.n_accounts, n_tgt, deg_t, acc, tgt)
 
 
 def _activity_rank(feats: Features) -> np.ndarray:

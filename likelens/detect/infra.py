@@ -23,6 +23,13 @@ from likelens.features import Features
 KEYS = (("device_hash", "dev"), ("ip_hash", "ip"), ("ip_net", "net"))
 
 
+def _accounts_per_key(key: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """Distinct accounts per key code (``key`` and ``acc`` per engagement, codes >= 0)."""
+    n_acc = int(acc.max()) + 1 if len(acc) else 1
+    pairs = distinct(key * n_acc + acc)
+    return np.bincount(pairs // n_acc, minlength=int(key.max()) + 1 if len(key) else 0)
+
+
 def _convergence(key: np.ndarray, tgt: np.ndarray, acc: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per engagement: other accounts from its key on its target (observed), and the Poisson
@@ -40,10 +47,7 @@ def _convergence(key: np.ndarray, tgt: np.ndarray, acc: np.ndarray
         return obs, lam
     k, t, a = key[has], tgt[has], acc[has]
     _, kt = np.unique(k * (int(t.max()) + 1) + t, return_inverse=True)
-    n_acc = int(a.max()) + 1
-    pairs = distinct(kt * n_acc + a)
-    n_kt = np.bincount(pairs // n_acc, minlength=int(kt.max()) + 1)
-    obs[has] = n_kt[kt] - 1
+    obs[has] = _accounts_per_key(kt, a)[kt] - 1
     lam[has] = (n_k[k] - 1) * (n_t[t] - 1) / n
     return obs, lam
 
@@ -65,14 +69,16 @@ class InfraDetector(Detector):
                    "ip_net": feats.has_ip}
         acc = feats.account_codes.astype(np.int64)
         tgt = feats.target_codes
+        codes = {key: feats.key_codes(key) for key, _ in KEYS if present[key]}
         for key, short in KEYS:
-            if not present[key]:
+            if key not in codes:
                 columns[f"{short}_surprise"] = np.zeros(n)
                 continue
-            obs, lam = _convergence(feats.key_codes(key), tgt, acc)
+            obs, lam = _convergence(codes[key], tgt, acc)
             columns[f"{short}_surprise"] = poisson_surprise(obs, lam, tests=n)
-        if feats.has_device:
-            columns["dev_accounts_surprise"] = self._accounts_per_device(feats)
+        if "device_hash" in codes:
+            columns["dev_accounts_surprise"] = self._accounts_per_device(codes["device_hash"],
+                                                                         acc)
         else:
             columns["dev_accounts_surprise"] = np.zeros(n)
         # An account that converges from one key converges as an account, wherever it acts.
@@ -85,24 +91,20 @@ class InfraDetector(Detector):
                       self.reason)
 
     @staticmethod
-    def _accounts_per_device(feats: Features) -> np.ndarray:
+    def _accounts_per_device(dev: np.ndarray, acc: np.ndarray) -> np.ndarray:
         """Surprise of a device's account count against the organic sharing rate.
 
         Accounts are the engaging ones: a farm phone's accounts are there to engage, and a
         family member who only watches says nothing about the phone. Shared devices are common
-        (families), so the null is geometric with the decay the log's
-        own shared devices show: q = P(K >= 3) / P(K >= 2), the chance a shared device carries
-        one more account. A device's count k is scored by -log10 q^(k-2), Bonferroni-corrected
-        for the number of devices.
+        (families), so the null is geometric with the decay the log's own shared devices show:
+        q = P(K >= 3) / P(K >= 2), the chance a shared device carries one more account. A
+        device's count k is scored by -log10 q^(k-2), Bonferroni-corrected for the number of
+        devices.
         """
-        dev = feats.key_codes("device_hash")
         has = dev >= 0
         if not has.any():
-            return np.zeros(feats.engagements.num_rows)
-        n_acc = feats.n_accounts
-        acc = feats.account_codes.astype(np.int64)
-        pairs = distinct(dev[has] * n_acc + acc[has])
-        k_all = np.bincount(pairs // n_acc).astype(float)
+            return np.zeros(len(dev))
+        k_all = _accounts_per_key(dev[has], acc[has]).astype(float)
         k = k_all[k_all > 0]  # devices that engaged at all
         shared = float(np.sum(k >= 2))
         q = float(np.sum(k >= 3)) / shared if shared else 0.5
