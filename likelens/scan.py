@@ -218,7 +218,8 @@ def _account_table(feats: Features, engagements: pa.Table, account_group: dict[A
     acc = con.sql("""
         SELECT user_id, max(score) AS score, bool_or(flagged) AS flagged,
                count(*) AS engagements, count(*) FILTER (WHERE flagged) AS flagged_engagements,
-               list_distinct(flatten(list(reasons) FILTER (WHERE flagged))) AS reasons
+               list_sort(list_distinct(flatten(list(reasons) FILTER (WHERE flagged))))
+                   AS reasons
         FROM scored_eng GROUP BY user_id ORDER BY score DESC, user_id
     """).to_arrow_table()
     con.unregister("scored_eng")
