@@ -74,6 +74,19 @@ class Features:
             return idx
         return np.where(idx >= 0, entry_code[np.maximum(idx, 0)], -1)
 
+    def account_activity(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per account code: first engagement time, engagements, and the sum of their times
+        (mod a prime, as float). What an account did, not what it is called: detectors that
+        need a label-free order or seed for accounts draw it from these."""
+        acc = self.account_codes.astype(np.int64)
+        ts = self.engagements["ts"].to_numpy()
+        n = self.n_accounts
+        first = np.full(n, np.iinfo(np.int64).max)
+        np.minimum.at(first, acc, ts)
+        count = np.bincount(acc, minlength=n)
+        ts_sum = np.bincount(acc, weights=(ts % 1_000_003).astype(float), minlength=n)
+        return first, count, ts_sum
+
     def per_account_max(self, values: np.ndarray) -> np.ndarray:
         """Each engagement gets the maximum of ``values`` over its account's engagements."""
         codes = self.account_codes

@@ -169,16 +169,11 @@ def _activity_rank(feats: Features) -> np.ndarray:
     A label-free order of accounts: renaming accounts leaves it unchanged, so anything drawn in
     this order (the shuffled null) is too.
     """
-    acc = feats.account_codes.astype(np.int64)
-    e = feats.engagements
-    ts = e["ts"].to_numpy()
+    first, count, ts_sum = feats.account_activity()
     n = feats.n_accounts
-    first = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(first, acc, ts)
-    count = np.bincount(acc, minlength=n)
-    ts_sum = np.bincount(acc, weights=(ts % 1_000_003).astype(float), minlength=n)
-    tgt_sum = np.bincount(acc, weights=(e["target"].to_numpy() % 1_000_003).astype(float),
-                          minlength=n)
+    tgt_sum = np.bincount(feats.account_codes.astype(np.int64),
+                          weights=(feats.engagements["target"].to_numpy() % 1_000_003)
+                          .astype(float), minlength=n)
     rank = np.empty(n, dtype=np.int64)
     rank[np.lexsort((tgt_sum, ts_sum, count, first))] = np.arange(n)
     return rank

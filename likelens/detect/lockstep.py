@@ -137,15 +137,6 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _activity_key(acc: np.ndarray, ts: np.ndarray, n_acc: int) -> np.ndarray:
-    """Per account, a number drawn from what it did (first time, count, time sum)."""
-    first = np.full(n_acc, np.iinfo(np.int64).max)
-    np.minimum.at(first, acc, ts)
-    count = np.bincount(acc, minlength=n_acc).astype(np.uint64)
-    total = np.bincount(acc, weights=(ts % 1_000_003).astype(float), minlength=n_acc)
-    return (_mix(first) ^ _mix(count) ^ _mix(total.astype(np.uint64))).astype(np.int64)
-
-
 def _histogram(shared: np.ndarray) -> dict[int, int]:
     values, counts = np.unique(shared, return_counts=True)
     return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
@@ -250,18 +241,23 @@ class LockstepDetector(Detector):
         ts = e["ts"].to_numpy().astype(np.int64)
         if shift:
             s = int(self.shift_s * 1000)
-            h = _mix(_activity_key(acc, ts, feats.n_accounts) + self.seed)
+            first, count, ts_sum = feats.account_activity()
+            key = (_mix(first) ^ _mix(count) ^ _mix(ts_sum.astype(np.uint64))).astype(np.int64)
+            h = _mix(key + self.seed)
             ts = ts + (h % np.uint64(2 * s + 1)).astype(np.int64)[acc] - s
         referral = (e["after_share"].to_numpy(zero_copy_only=False).astype(bool)
                     & (e["session_views"].to_numpy(zero_copy_only=False) > 0))
         rows = np.flatnonzero(~referral)
+        if len(rows) < 2:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
         tgt = feats.target_codes[rows]
         t = ts[rows]
         # Cells (target, window bucket) crowded past max_cell are left out (module docstring).
         bucket = t // w
         _, cell, size = np.unique(tgt * (int(bucket.max() - bucket.min()) + 1)
                                   + (bucket - bucket.min()), return_inverse=True,
-                                  return_counts=True) if len(rows) else (None, rows, rows)
+                                  return_counts=True)
         small = size[cell] <= self.max_cell
         rows, tgt, t = rows[small], tgt[small], t[small]
         order = np.lexsort((t, tgt))

@@ -29,7 +29,7 @@ def video_scores(con: duckdb.DuckDBPyConnection, scored: pa.Table) -> pa.Table:
         WITH v AS (SELECT * FROM video_views WHERE video_id IS NOT NULL), l AS (
             SELECT video_id, any_value(creator_id) AS creator_id, count(*) AS likes,
                    count(*) FILTER (WHERE flagged) AS flagged_likes,
-                   sum(1 - score) AS authentic_likes
+                   round(sum(1 - score), 6) AS authentic_likes
             FROM scored_eng WHERE action = 'like' GROUP BY video_id
         )
         SELECT coalesce(v.video_id, l.video_id) AS video_id,
@@ -51,13 +51,16 @@ def video_scores(con: duckdb.DuckDBPyConnection, scored: pa.Table) -> pa.Table:
 
 
 def creator_scores(con: duckdb.DuckDBPyConnection, videos: pa.Table) -> pa.Table:
-    """creators.parquet: the creator's videos added up; the score is weighted by likes."""
+    """creators.parquet: the creator's videos added up; the score is weighted by likes.
+
+    Sums are rounded to 6 decimals (the precision of an engagement's score): DuckDB adds in
+    parallel, and unrounded float sums differ in their last bits from run to run."""
     con.register("video_rows", videos)
     out = con.sql("""
         SELECT creator_id, sum(likes) AS likes, sum(flagged_likes) AS flagged_likes,
-               sum(authentic_likes) AS authentic_likes,
-               coalesce(sum(authentic_score * likes) / nullif(sum(likes), 0),
-                        avg(authentic_score)) AS authentic_score,
+               round(sum(authentic_likes), 6) AS authentic_likes,
+               round(coalesce(sum(authentic_score * likes) / nullif(sum(likes), 0),
+                              avg(authentic_score)), 6) AS authentic_score,
                count(*) AS videos
         FROM video_rows WHERE creator_id IS NOT NULL
         GROUP BY creator_id ORDER BY likes DESC, creator_id
