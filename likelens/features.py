@@ -156,9 +156,8 @@ def _take_or_null(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     return column.take(idx).combine_chunks() if len(rows) else pa.nulls(0, column.type)
 
 
-def _present(events: pa.Table, name: str, rows: np.ndarray | None = None) -> bool:
-    col = events[name] if rows is None else events[name].take(pa.array(rows))
-    return col.null_count < len(col)
+def _present(table: pa.Table, name: str) -> bool:
+    return table[name].null_count < table.num_rows
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
