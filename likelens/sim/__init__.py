@@ -7,6 +7,7 @@ same tables, row for row.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import pyarrow.parquet as pq
 
 from likelens.arrays import distinct
 from likelens.schema import ACTIONS
+from likelens.sim import zoo
 from likelens.sim.config import Config, load_scenario, scenario_names
-from likelens.sim.events import ACTION, KIND, KINDS, Batch
+from likelens.sim.events import ACTION, CAUSES, KIND, KINDS, Batch
 from likelens.sim.market import Orders, build_supplies, camouflage_and_nurture, draw_orders, fulfil
 from likelens.sim.organic import organic_day
 from likelens.sim.texts import build_texts
@@ -29,11 +31,12 @@ __all__ = ["SimResult", "load_scenario", "scenario_names", "simulate", "write"]
 
 @dataclass(frozen=True)
 class SimResult:
-    """Events in the input contract, their labels, and latent video quality."""
+    """Events in the input contract, their labels, latent video quality, and the knobs."""
 
     events: pa.Table
     truth: pa.Table
     videos: pa.Table
+    config: Config | None = None
 
 
 def _dedupe(day: Batch) -> Batch:
@@ -65,8 +68,67 @@ def _ip_text(ip: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(*parts, ".")
 
 
+def _mix(x: np.ndarray, salt: int) -> np.ndarray:
+    """A deterministic 64-bit scramble (splitmix64) of ``x``: stable pseudo-random per value."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(x, dtype=np.uint64) + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _ip_column(day: Batch, rng: np.random.Generator, platform: dict) -> pa.Array:
+    """Client addresses as text. A share ``ipv6_frac`` of the /24 ranges is rendered as IPv6
+    mobile traffic: every range lies in one of a few carrier /48s shared by thousands; a phone
+    of one's own gets a /64 of its own, while a farm's or a datacenter's accounts share the /64
+    of their range; interface ids change from event to event (privacy addresses)."""
+    text = _ip_text(day.ip)
+    frac = float(platform["ipv6_frac"])
+    if frac <= 0:
+        return text
+    salt = int(rng.integers(1, 2**31))
+    prefix = (day.ip >> np.uint32(8)).astype(np.uint64)
+    v6 = (_mix(prefix, salt) % np.uint64(10_000)).astype(np.int64) < frac * 10_000
+    if not v6.any():
+        return text
+    idx = np.flatnonzero(v6)
+    carriers = 2 + int(rng.integers(0, 5))
+    carrier = (_mix(prefix[idx], salt + 1) % np.uint64(carriers)).astype(np.int64)
+    own = day.kind[idx] == KIND["organic"]
+    own |= day.kind[idx] == KIND["crowd"]
+    subnet_of = np.where(own, _mix(day.user[idx].astype(np.uint64), salt + 2),
+                         _mix(prefix[idx], salt + 3))
+    iid = rng.integers(0, 2**63, size=(len(idx),), dtype=np.int64).astype(np.uint64)
+    bases = [0x2408_8000 + 0x1000 * k + int(rng.integers(0, 0x100)) for k in range(carriers)]
+    hexes = [f"{b >> 16:x}:{b & 0xFFFF:x}" for b in bases]
+    sub = (subnet_of % np.uint64(1 << 16)).astype(np.int64)
+    words = [(iid >> np.uint64(s)) & np.uint64(0xFFFF) for s in (48, 32, 16, 0)]
+    v6_text = [f"{hexes[c]}:{s:x}:{a:x}:{b:x}:{cc:x}:{d:x}" for c, s, a, b, cc, d in zip(
+        carrier.tolist(), sub.tolist(), *(w.tolist() for w in words), strict=True)]
+    out = np.array(text.to_pylist(), dtype=object)
+    out[idx] = v6_text
+    return pa.array(out, pa.string())
+
+
+def _id_column(ids: np.ndarray, rng: np.random.Generator, platform: dict, kind: str
+               ) -> np.ndarray:
+    """Ids as the platform writes them: opaque integers, or opaque strings."""
+    if platform["ids"] == "int":
+        return ids
+    style = int(rng.integers(0, 3))
+    salt = int(rng.integers(1, 2**31))
+    h = _mix(ids.astype(np.uint64), salt)
+    if style == 0:
+        return np.array([f"{kind}_{x:016x}" for x in h.tolist()], dtype=object)
+    if style == 1:
+        return np.array([f"{x:x}"[:12].upper() for x in h.tolist()], dtype=object)
+    return np.array([f"{kind[0]}{x % 10**13:013d}" for x in h.tolist()], dtype=object)
+
+
 def simulate(cfg: Config, seed: int) -> SimResult:
     """Draw one day of the scenario ``cfg`` with ``seed``."""
+    if cfg.get("randomise"):
+        cfg = zoo.draw(cfg, seed)
     cfg = {**cfg, "seed": seed}
     rng = np.random.default_rng(seed)
     world = build_world(cfg, rng)
@@ -103,9 +165,17 @@ def _assign_network(world: World, b: Batch) -> Batch:
 
 def _tables(world: World, cfg: Config, rng: np.random.Generator, day: Batch,
             orders: Orders | None, account_region: np.ndarray, n_devices: int) -> SimResult:
+    plat = cfg["platform"]
     user_ids = _opaque_ids(rng, len(account_region))
     video_ids = _opaque_ids(rng, world.n_videos + len(world.live_creator))
     device_ids = _opaque_ids(rng, n_devices)
+    if plat["engagement_only"]:
+        day = day.take(np.flatnonzero(day.action != ACTION["view"]))
+    if plat["watch_report_prob"] < 1:  # clients that do not report how long a view played
+        lost = (day.action == ACTION["view"]) & (rng.random(day.n) >= plat["watch_report_prob"])
+        day.watch = np.where(lost, -1, day.watch)
+    user_ids = _id_column(user_ids, rng, plat, "user")
+    video_ids = _id_column(video_ids, rng, plat, "video")
     texts = np.array(build_texts(int(cfg["seed"])), dtype=object)
     n = day.n
     is_video = day.video >= 0
@@ -123,7 +193,7 @@ def _tables(world: World, cfg: Config, rng: np.random.Generator, day: Batch,
         "creator_id": pa.array(user_ids[day.creator]),
         "watch_ms": pa.array(day.watch, mask=day.watch < 0),
         "video_ms": pa.array(video_ms, mask=mask_ms),
-        "ip": _ip_text(day.ip),
+        "ip": _ip_column(day, rng, plat),
         "device_id": pa.array(device_ids[day.device]).cast(pa.string()),
         "region": pa.array(regions[account_region[day.user]], pa.string()),
         "text": pa.array(np.where(day.text >= 0, texts[np.maximum(day.text, 0)], None),
@@ -141,19 +211,24 @@ def _tables(world: World, cfg: Config, rng: np.random.Generator, day: Batch,
         "order_id": pa.array(day.order, mask=~has_order),
         "package": pa.array(np.asarray(package, np.int64), mask=~has_order),
         "price": pa.array(np.asarray(price, float), mask=~has_order),
+        "organic_cause": pa.array(np.array(CAUSES, dtype=object)[day.cause], pa.string(),
+                                  mask=fake),
     })
     videos = pa.table({"video_id": pa.array(video_ids[: world.n_videos]),
                        "creator_id": pa.array(user_ids[world.video_creator]),
                        "quality": pa.array(world.quality)})
-    return SimResult(events, truth, videos)
+    return SimResult(events, truth, videos, cfg)
 
 
 def write(result: SimResult, out: Path) -> dict[str, Path]:
-    """Write events.parquet, truth.parquet and video_quality.parquet into ``out``."""
+    """Write events.parquet, truth.parquet, video_quality.parquet and world.json (the knobs the
+    world was drawn with: labels too, kept apart from the events) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"events": out / "events.parquet", "truth": out / "truth.parquet",
-             "videos": out / "video_quality.parquet"}
+             "videos": out / "video_quality.parquet", "world": out / "world.json"}
     pq.write_table(result.events, paths["events"])
     pq.write_table(result.truth, paths["truth"])
     pq.write_table(result.videos, paths["videos"])
+    paths["world"].write_text(json.dumps(result.config, indent=2, sort_keys=True,
+                                         default=str) + "\n", encoding="utf-8")
     return paths

@@ -11,6 +11,9 @@ from likelens.schema import ACTIONS
 ACTION = {a: np.int8(i) for i, a in enumerate(ACTIONS)}
 KINDS = ("organic", "bot", "pool", "crowd")
 KIND = {k: np.int8(i) for i, k in enumerate(KINDS)}
+# Why an organic event happened (truth's ``organic_cause``): the look-alike it belongs to.
+CAUSES = ("feed", "push", "share", "chat", "trend", "search", "live", "fanclub", "rewatch")
+CAUSE = {c: np.int8(i) for i, c in enumerate(CAUSES)}
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Batch:
     text: np.ndarray      # int32 index into the comment texts, -1 for none
     kind: np.ndarray      # int8 index into KINDS
     order: np.ndarray     # int64 order index, -1 for none
+    cause: np.ndarray     # int8 index into CAUSES (organic events only)
 
     @property
     def n(self) -> int:
@@ -44,7 +48,7 @@ class Batch:
             "video": full(-1, np.int64), "creator": full(-1, np.int64),
             "watch": full(-1, np.int64), "ip": full(0, np.uint32), "device": full(0, np.int64),
             "text": full(-1, np.int32), "kind": full(int(KIND[kind]), np.int8),
-            "order": full(-1, np.int64),
+            "order": full(-1, np.int64), "cause": full(0, np.int8),
         }
         for k, v in cols.items():
             base[k] = np.broadcast_to(np.asarray(v), (n,)).astype(base[k].dtype, copy=True)

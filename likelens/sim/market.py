@@ -23,7 +23,7 @@ import numpy as np
 
 from likelens.sim.events import ACTION, Batch
 from likelens.sim.organic import pick_videos
-from likelens.sim.texts import TEMPLATES, templated_comment_ids
+from likelens.sim.texts import TEMPLATES, organic_comment_ids, templated_comment_ids
 from likelens.sim.world import HOUR, World, random_prefixes
 
 MINUTE = 60_000
@@ -246,6 +246,9 @@ def fulfil(world: World, rng: np.random.Generator, orders: Orders, sups: dict[st
                                action=ACTION[action], video=video, device=dev, ip=ip, **common)
                 if action == "comment":
                     b.text = templated_comment_ids(rng, size, templates_by_seller[sup.kind])
+                    if adapt["organic_comments"] > 0:  # written to look like real comments
+                        mine = rng.random(size) < adapt["organic_comments"]
+                        b.text[mine] = organic_comment_ids(rng, int(mine.sum()))
                 out.append(b)
     return Batch.concat(out) if out else Batch.make(0)
 

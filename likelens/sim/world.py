@@ -28,10 +28,25 @@ def random_prefixes(rng: np.random.Generator, n: int, first_octets: tuple[int, .
     return prefixes[:n]
 
 
-def diurnal_times(rng: np.random.Generator, n: int, start_ms: int, hours: int) -> np.ndarray:
-    """Session start times with the lunch and evening peaks of China-time short-video use."""
-    w = np.array([3, 2, 1, 1, 1, 1, 2, 4, 5, 5, 5, 6, 9, 8, 6, 5, 5, 6, 7, 9, 11, 12, 10, 6],
-                 dtype=float)
+# Hourly session weights from local midnight: a platform's daily rhythm.
+DIURNAL = {
+    # lunch and evening peaks of China-time short-video use
+    "evening": (3, 2, 1, 1, 1, 1, 2, 4, 5, 5, 5, 6, 9, 8, 6, 5, 5, 6, 7, 9, 11, 12, 10, 6),
+    # one broad late-night peak (a young audience)
+    "night": (9, 8, 6, 3, 2, 1, 1, 2, 3, 4, 4, 5, 5, 5, 5, 5, 6, 7, 8, 9, 10, 11, 12, 11),
+    # commuting peaks, morning and evening
+    "commute": (1, 1, 1, 1, 1, 2, 5, 9, 10, 6, 4, 5, 6, 5, 4, 4, 5, 8, 10, 9, 7, 6, 4, 2),
+    "flat": (1,) * 24,
+}
+
+
+def diurnal_times(rng: np.random.Generator, n: int, start_ms: int, hours: int,
+                  platform: dict | None = None) -> np.ndarray:
+    """Session start times following the platform's daily curve (``platform.diurnal``, shifted
+    by ``platform.diurnal_shift_h`` hours)."""
+    platform = platform or {"diurnal": "evening", "diurnal_shift_h": 0}
+    w = np.roll(np.array(DIURNAL[platform["diurnal"]], dtype=float),
+                int(platform["diurnal_shift_h"]))
     w = np.resize(w, hours)
     hour = rng.choice(hours, size=n, p=w / w.sum())
     return start_ms + hour.astype(np.int64) * HOUR + rng.integers(0, HOUR, size=n)
@@ -65,6 +80,13 @@ class World:
     live_creator: np.ndarray  # user index per live room
     residential: np.ndarray   # /24 prefixes of home broadband
     n_devices: int
+    fan_only: np.ndarray | None = None  # bool per creator: an audience of fans only
+
+    def fan_only_of(self, creator: int) -> bool:
+        """Whether ``creator``'s audience is almost only their fans (no feed reach)."""
+        if self.fan_only is None:
+            return False
+        return bool(self.fan_only[np.searchsorted(self.creators, creator)])
 
     @property
     def n_videos(self) -> int:
@@ -164,6 +186,10 @@ def build_world(cfg: Config, rng: np.random.Generator) -> World:
     popularity = (quality ** 2.5) * np.sqrt(1.0 + fans_of_video) * rng.lognormal(0, 1.0, n_videos)
     live_creator = rng.choice(creators, size=int(w["live_rooms"]),
                               p=(1 + fans) / (1 + fans).sum(), replace=True)
+    fan_only = None
+    if cfg["zoo"]["fan_only_creator_frac"] > 0:  # the feed hardly shows them: fans only
+        fan_only = rng.random(n_creators) < cfg["zoo"]["fan_only_creator_frac"]
+        popularity = popularity * np.where(np.repeat(fan_only, per), 0.03, 1.0)
     return World(cfg, n, start, end, region, activity, patience, like_bias, quick, power, home_ip,
                  campus_ip, device, friend_group, creators, fans, video_creator, video_ms, quality,
-                 publish, popularity, live_creator, residential, n)
+                 publish, popularity, live_creator, residential, n, fan_only)
