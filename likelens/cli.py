@@ -278,6 +278,116 @@ def bench_robustness(worlds: int, first_seed: int, users: int, out_md: Path,
 
 
 @cli.group()
+def review() -> None:
+    """Reviewers' verdicts on a probability sample: precision and FPR with intervals.
+
+    \b
+    Example:
+      likelens review sample scan/ --size 2000 --seed 7 --out sample.parquet
+      (reviewers fill in verdicts.csv: event_id,bought)
+      likelens review estimate scan/ --verdicts verdicts.csv
+    """
+
+
+@review.command("sample")
+@click.argument("scan_dir", type=click.Path(path_type=Path))
+@click.option("--size", type=int, required=True, help="How many likes to send to reviewers.")
+@click.option("--seed", type=int, required=True, help="Seed of the draw (record it).")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), required=True,
+              help="Parquet (or .csv) file: event_id, stratum, inclusion_prob.")
+def review_sample(scan_dir: Path, size: int, seed: int, out_file: Path) -> None:
+    """Draw a stratified probability sample of a scan's likes for review.
+
+    Strata by score (flagged likes, then unflagged ones in score bands), unflagged likes
+    included, so that precision, organic FPR and recall can all be estimated.
+
+    \b
+    Example:
+      likelens review sample scan/ --size 2000 --seed 7 --out sample.parquet
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from likelens import review as rv
+
+    if size < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--size")
+    likes = rv.load_scan_likes(scan_dir)
+    table = rv.sample(likes, size, seed)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    if out_file.suffix.lower() == ".csv":
+        pacsv.write_csv(table, out_file)
+    else:
+        pq.write_table(table, out_file)
+    err.print(f"{table.num_rows:,} of {likes.num_rows:,} likes sampled -> {out_file}")
+
+
+@review.command("estimate")
+@click.argument("scan_dir", type=click.Path(path_type=Path))
+@click.option("--verdicts", "verdicts_file", type=click.Path(path_type=Path), required=True,
+              help="Parquet or CSV with event_id and bought (true/false; empty = unsure).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the posterior draws behind the intervals.")
+def review_estimate(scan_dir: Path, verdicts_file: Path, seed: int) -> None:
+    """Precision, organic FPR and recall of a scan's like flags, with 95 % intervals.
+
+    Prints JSON: each figure as {estimate, low, high}, the verdicts read, used, unsure and
+    not in the scan (counted and reported, never dropped silently), and the strata.
+
+    \b
+    Example:
+      likelens review estimate scan/ --verdicts verdicts.csv
+    """
+    import json
+
+    from likelens import review as rv
+
+    verdicts = rv.read_verdicts(verdicts_file)
+    result = rv.estimate(rv.load_scan_likes(scan_dir), verdicts, seed=seed)
+    missing = result["verdicts"]["not_in_scan"]
+    if missing:
+        err.print(f"warning: {missing} verdict(s) name events that are not likes of this scan; "
+                  "they are counted in verdicts.not_in_scan and not used")
+    click.echo(json.dumps(result, indent=2))
+
+
+@review.command("simulate-verdicts")
+@click.option("--truth", type=click.Path(path_type=Path), required=True,
+              help="truth.parquet written by `likelens simulate`.")
+@click.option("--sample", "sample_file", type=click.Path(path_type=Path), required=True,
+              help="The sample written by `likelens review sample`.")
+@click.option("--error-rate", type=float, default=0.0, show_default=True,
+              help="Chance that a simulated reviewer gets a verdict wrong.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_file", type=click.Path(path_type=Path), required=True,
+              help="Parquet (or .csv) verdict file: event_id, bought.")
+def review_simulate_verdicts(truth: Path, sample_file: Path, error_rate: float, seed: int,
+                             out_file: Path) -> None:
+    """Stand in for reviewers with the simulator's truth (tests and demos only).
+
+    \b
+    Example:
+      likelens review simulate-verdicts --truth sim/truth.parquet --sample sample.parquet \\
+          --error-rate 0.02 --out verdicts.parquet
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from likelens import review as rv
+
+    if not 0 <= error_rate <= 1:
+        raise click.BadParameter("must be between 0 and 1", param_hint="--error-rate")
+    table = rv.simulate_verdicts(rv.read_table(truth), rv.read_table(sample_file), error_rate,
+                                 seed)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    if out_file.suffix.lower() == ".csv":
+        pacsv.write_csv(table, out_file)
+    else:
+        pq.write_table(table, out_file)
+    err.print(f"{table.num_rows:,} verdicts -> {out_file}")
+
+
+@cli.group()
 def ledger() -> None:
     """The evidence ledger: an append-only Merkle log (RFC 6962) of decisions.
 
