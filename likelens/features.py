@@ -37,6 +37,7 @@ class Features:
     has_ip: bool
     has_text: bool
     videos: viewindex.VideoViews | None = None  # the views grouped by video
+    isolated_views: viewindex.VideoViews | None = None  # views opened alone, by video
     _target_codes: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -222,6 +223,13 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
         all_acc = acc_job.result()
     eng_acc = all_acc[eng_rows]
     eng_vid = vid[eng_rows]
+    # Viewers who never engage get codes after the engaging accounts (for view isolation).
+    watch_only = np.flatnonzero(all_acc < 0)
+    if len(watch_only):
+        enc = pc.dictionary_encode(events["user_id"].take(pa.array(watch_only))
+                                   ).combine_chunks()
+        all_acc[watch_only] = len(users) + pc.fill_null(enc.indices, -1 - len(users)).to_numpy(
+            zero_copy_only=False)
     view_vid = np.where(is_view, vid, -1)
     del vid
     ts = _numpy(events["ts"])
@@ -235,6 +243,10 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
             ts=ts, bucket_ms=60_000, reach=SESSION_MS // 60_000)
         videos = viewindex.VideoViews.build(view_vid, ts, video_values, events)
         ctx = ctx_job.result()
+    # Views opened alone, grouped by video: how many people a push, a link or a hot list
+    # brought to a video around a time, whether or not they then engaged.
+    isolated_views = viewindex.VideoViews.times_only(np.where(ctx.isolated, view_vid, -1),
+                                                     max(len(video_values), 1), ts)
     del all_acc, view_vid
     n = len(eng_rows)
     action = e["action"]
@@ -296,4 +308,5 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     eng = pa.table(columns).combine_chunks()
     con.register("eng", eng)
     con.register("video_views", videos.stats)
-    return Features(con, eng, has_views, has_device, has_ip, has_text, videos)
+    return Features(con, eng, has_views, has_device, has_ip, has_text, videos,
+                    isolated_views=isolated_views)

@@ -239,6 +239,7 @@ class ViewContext:
     near_views: np.ndarray   # the account's views in the buckets around the engagement
     view_row: np.ndarray     # log row of the account's last view of the video, or -1
     views_per_account: np.ndarray  # views per account code
+    isolated: np.ndarray     # per log row: a view with no other view of its account around it
 
 
 def view_context(*, eng_acc: np.ndarray, eng_vid: np.ndarray, eng_ts: np.ndarray,
@@ -249,7 +250,10 @@ def view_context(*, eng_acc: np.ndarray, eng_vid: np.ndarray, eng_ts: np.ndarray
     ``near_views`` keeps the bucket definition of a feed session: the account's views whose
     time bucket lies within ``reach`` buckets of the engagement's bucket.
     """
-    start, order, times = _group(view_acc, n_accounts, ts)
+    # Accounts that only watch have codes from ``n_accounts`` on: their views count for
+    # ``isolated`` but are never asked about by an engagement.
+    n_groups = max(n_accounts, int(np.max(view_acc, initial=-1)) + 1)
+    start, order, times = _group(view_acc, n_groups, ts)
     eng_acc = np.ascontiguousarray(eng_acc, dtype=np.int64)
     eng_ts = np.ascontiguousarray(eng_ts, dtype=np.int64)
     bucket = eng_ts // bucket_ms
@@ -258,14 +262,27 @@ def view_context(*, eng_acc: np.ndarray, eng_vid: np.ndarray, eng_ts: np.ndarray
     vid_sorted = np.asarray(view_vid)[order]
     row = _last_view_of(start, order, times, vid_sorted, eng_acc,
                         np.ascontiguousarray(eng_vid, dtype=np.int64), eng_ts)
-    return ViewContext(near, row, np.diff(start))
+    # The same session test for every view: one opened alone (from a push, a link, a hot list
+    # or a task list) has no other view of its account in the buckets around it.
+    isolated = np.zeros(len(view_acc), dtype=bool)
+    vb = times // bucket_ms
+    per_view = _count_in_window(start, times, np.repeat(np.arange(len(start) - 1), np.diff(start)),
+                                (vb - reach) * bucket_ms, (vb + reach + 1) * bucket_ms)
+    isolated[order[per_view == 1]] = True
+    return ViewContext(near, row, np.diff(start)[:n_accounts], isolated)
 
 
 class VideoViews:
     """Views grouped by video: counts, counts within a time window, and completion medians."""
 
-    def __init__(self, start: np.ndarray, times: np.ndarray, stats: pa.Table) -> None:
+    def __init__(self, start: np.ndarray, times: np.ndarray, stats: pa.Table | None) -> None:
         self.start, self.times, self.stats = start, times, stats
+
+    @classmethod
+    def times_only(cls, view_vid: np.ndarray, n_videos: int, ts: np.ndarray) -> VideoViews:
+        """Counts and window counts only (no per-video stats) of the rows with code >= 0."""
+        start, _, times = _group(view_vid, n_videos, ts)
+        return cls(start, times, None)
 
     @classmethod
     def build(cls, view_vid: np.ndarray, ts: np.ndarray, dictionary: pa.Array,

@@ -12,7 +12,7 @@ import pytest
 
 from likelens.cli import main
 
-VERBS = ["simulate", "scan", "eval", "detectors", "info", "ledger", "bench"]
+VERBS = ["simulate", "scan", "eval", "detectors", "info", "ledger", "bench", "review"]
 
 
 def run(*args: str, env_key: bool = True) -> subprocess.CompletedProcess[str]:

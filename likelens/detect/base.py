@@ -89,6 +89,26 @@ def poisson_surprise(observed: np.ndarray, expected: np.ndarray, tests: float = 
     return np.maximum(raw - math.log10(max(tests, 1.0)), 0.0)
 
 
+def binomial_surprise(successes: np.ndarray, trials: np.ndarray, rate: float,
+                      tests: float = 1.0) -> np.ndarray:
+    """-log10 of the Chernoff bound on P(X >= successes) for X ~ Binomial(trials, rate),
+    Bonferroni-corrected for ``tests`` comparisons: trials * KL(successes/trials || rate).
+
+    Unlike the Poisson bound it knows that a share cannot pass 1, so a crowd that converts
+    every opening is far more surprising than one converting at a few times the usual rate.
+    """
+    k = np.asarray(successes, dtype=float)
+    n = np.maximum(np.asarray(trials, dtype=float), 1e-9)
+    x = np.clip(k / n, 0.0, 1.0)
+    p = min(max(rate, 1e-9), 1 - 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = (np.where(x > 0, x * np.log(x / p), 0.0)
+              + np.where(x < 1, (1 - x) * np.log((1 - x) / (1 - p)), 0.0))
+    nats = np.where(x > p, n * kl, 0.0)
+    raw = np.nan_to_num(nats / math.log(10), nan=0.0)
+    return np.maximum(raw - math.log10(max(tests, 1.0)), 0.0)
+
+
 def squash(surprise: np.ndarray, half: float = 3.0) -> np.ndarray:
     """Map a surprise in -log10 units to [0, 1); ``half`` maps to 0.5."""
     s = np.maximum(np.asarray(surprise, dtype=float), 0.0)

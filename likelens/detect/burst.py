@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from likelens import viewindex
-from likelens.detect.base import Detector, Signal, poisson_surprise, squash
+from likelens.detect.base import Detector, Signal, binomial_surprise, poisson_surprise, squash
 from likelens.features import Features
 
 
@@ -33,8 +34,11 @@ class BurstDetector(Detector):
     reason = "video_burst"
 
     def __init__(self, *, bucket_s: int = 3600, near_s: int = 1800,
-                 half_surprise: float = 4.0) -> None:
+                 half_surprise: float = 4.0, conversion_quantile: float = 0.9,
+                 max_conversion: float = 0.6, min_opened: int = 10) -> None:
         self.bucket_s, self.near_s, self.half_surprise = bucket_s, near_s, half_surprise
+        self.conversion_quantile, self.max_conversion = conversion_quantile, max_conversion
+        self.min_opened = min_opened
 
     def _fit(self, feats: Features) -> Signal:
         con = feats.con
@@ -86,7 +90,18 @@ class BurstDetector(Detector):
             np.where(task_mask, tgt, -1), int(tgt.max(initial=-1)) + 1, ts, tgt, ts - near,
             ts + near + 1) - 1, 0)
         n_targets = float(col("n_targets").max(initial=1.0))
-        target_s = poisson_surprise(col("k"), col("lam"), tests=n_targets)
+        # The organic explanation of a pile: people the platform sent (a push, a link, a hot
+        # list) open the video alone too, and only some of them like it. The pile is compared
+        # with the views opened alone on the same video, at a conversion a few times the log's
+        # own; a task list converts nearly every opening into the engagement it paid for.
+        conv, iso_total, iso_near = self._conversion(feats, task_mask, vid, ts, near)
+        k_near = task_near + 1.0
+        target_s = np.maximum(
+            binomial_surprise(col("k"), np.maximum(col("k"), iso_total), conv,
+                              tests=n_targets),
+            binomial_surprise(k_near, np.maximum(k_near, iso_near), conv, tests=n_targets))
+        lam_target = conv * np.maximum(col("k"), iso_total)
+        lam_near = conv * np.maximum(k_near, iso_near)
         hour_s = poisson_surprise(col("hour_likes"), col("hour_expected"),
                                   tests=n_targets * 24)
         target_s = np.where(task_mask, target_s, 0.0)
@@ -98,7 +113,8 @@ class BurstDetector(Detector):
         # The share of the pile that chance does not explain: the chance that one engagement in
         # it is part of the excess rather than of the target's organic background.
         with np.errstate(divide="ignore", invalid="ignore"):
-            task_excess = np.where(target_s > 0, 1.0 - col("lam") / col("k"), 0.0)
+            task_excess = np.where(target_s > 0, 1.0 - np.minimum(
+                lam_target / col("k"), lam_near / k_near), 0.0)
             hour_excess = np.where(hour_s > 0, 1.0 - col("hour_expected") / col("hour_likes"),
                                    0.0)
         columns = {"burst_surprise": surprise, "burst_task_surprise": target_s,
@@ -108,3 +124,30 @@ class BurstDetector(Detector):
                                            0.0, 1.0)}
         return Signal(self.name, self.get_params(), columns,
                       squash(surprise, self.half_surprise), self.reason)
+
+    def _conversion(self, feats: Features, task: np.ndarray, vid: np.ndarray, ts: np.ndarray,
+                    near: int) -> tuple[float, np.ndarray, np.ndarray]:
+        """The conversion ceiling (the ``conversion_quantile`` of the videos' likes per view
+        opened alone, at most ``max_conversion``), and per engagement the views opened alone on
+        its video in all and within ``near`` ms."""
+        iso = feats.isolated_views
+        if iso is None:
+            z = np.zeros(len(vid))
+            return 0.0, z, z
+        e = feats.engagements
+        like = np.asarray(pc.equal(e["action"], "like").to_numpy(zero_copy_only=False), bool)
+        has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
+        total = iso.total(vid).astype(float)
+        # A high quantile of the videos' own conversions, not the log's pooled rate: warm
+        # crowds (fans after a push, friends from a link) convert far more than the feed, and
+        # bought engagement converts every opening and would pull a pooled rate towards itself.
+        liked = task & like & has_view & (vid >= 0)
+        per_video = np.bincount(vid[liked], minlength=len(iso.start) - 1).astype(float)
+        opened = np.diff(iso.start).astype(float)
+        enough = opened >= self.min_opened
+        rate = (float(np.quantile(per_video[enough] / opened[enough], self.conversion_quantile))
+                if enough.any() else self.max_conversion)
+        conv = float(np.clip(rate, 0.05, self.max_conversion))
+        within = np.where(task, iso.between(np.where(task, vid, -1), ts - near, ts + near + 1),
+                          0).astype(float)
+        return conv, total, within

@@ -99,8 +99,8 @@ def _ip_column(day: Batch, rng: np.random.Generator, platform: dict) -> pa.Array
     subnet_of = np.where(own, _mix(day.user[idx].astype(np.uint64), salt + 2),
                          _mix(prefix[idx], salt + 3))
     iid = rng.integers(0, 2**63, size=(len(idx),), dtype=np.int64).astype(np.uint64)
-    bases = [0x2408_8000 + 0x1000 * k + int(rng.integers(0, 0x100)) for k in range(carriers)]
-    hexes = [f"{b >> 16:x}:{b & 0xFFFF:x}" for b in bases]
+    hexes = [f"2408:{0x8000 + 0x1000 * k + int(rng.integers(0, 0x100)):x}:"
+             f"{int(rng.integers(0, 0x10000)):x}" for k in range(carriers)]  # carrier /48s
     sub = (subnet_of % np.uint64(1 << 16)).astype(np.int64)
     words = [(iid >> np.uint64(s)) & np.uint64(0xFFFF) for s in (48, 32, 16, 0)]
     v6_text = [f"{hexes[c]}:{s:x}:{a:x}:{b:x}:{cc:x}:{d:x}" for c, s, a, b, cc, d in zip(
