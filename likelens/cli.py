@@ -40,11 +40,11 @@ def cli() -> None:
               help="Shipped scenario name (see --list) or a .toml file.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
 @click.option("--users", type=int, default=None, help="Scale the world to this many users.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Directory for events.parquet and truth.parquet.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Directory for events.parquet and truth.parquet (required unless --list).")
 @click.option("--stats", is_flag=True, help="Print like rate, completion and market figures.")
 @click.option("--list", "list_", is_flag=True, help="List the shipped scenarios and exit.")
-def simulate(scenario: str, seed: int, users: int | None, out_dir: Path, stats: bool,
+def simulate(scenario: str, seed: int, users: int | None, out_dir: Path | None, stats: bool,
              list_: bool) -> None:
     """Simulate a platform day with a labelled like market inside it.
 
@@ -54,6 +54,7 @@ def simulate(scenario: str, seed: int, users: int | None, out_dir: Path, stats: 
     \b
     Example:
       likelens simulate --scenario baseline --seed 7 --out sim/
+      likelens simulate --scenario zoo --seed 12 --out zoo/   # a randomised look-alike world
     """
     from likelens import sim
 
@@ -61,6 +62,8 @@ def simulate(scenario: str, seed: int, users: int | None, out_dir: Path, stats: 
         for name in sim.scenario_names():
             out.print(name)
         return
+    if out_dir is None:
+        raise click.UsageError("Missing option '--out'.")
     cfg = sim.load_scenario(scenario, users=users)
     with err.status(f"simulating {cfg['name']} with {cfg['world']['users']:,} users"):
         result = sim.simulate(cfg, seed)
@@ -305,20 +308,13 @@ def review_sample(scan_dir: Path, size: int, seed: int, out_file: Path) -> None:
     Example:
       likelens review sample scan/ --size 2000 --seed 7 --out sample.parquet
     """
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     from likelens import review as rv
 
     if size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--size")
     likes = rv.load_scan_likes(scan_dir)
     table = rv.sample(likes, size, seed)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    if out_file.suffix.lower() == ".csv":
-        pacsv.write_csv(table, out_file)
-    else:
-        pq.write_table(table, out_file)
+    rv.write_table(table, out_file)
     err.print(f"{table.num_rows:,} of {likes.num_rows:,} likes sampled -> {out_file}")
 
 
@@ -370,20 +366,13 @@ def review_simulate_verdicts(truth: Path, sample_file: Path, error_rate: float, 
       likelens review simulate-verdicts --truth sim/truth.parquet --sample sample.parquet \\
           --error-rate 0.02 --out verdicts.parquet
     """
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     from likelens import review as rv
 
     if not 0 <= error_rate <= 1:
         raise click.BadParameter("must be between 0 and 1", param_hint="--error-rate")
     table = rv.simulate_verdicts(rv.read_table(truth), rv.read_table(sample_file), error_rate,
                                  seed)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    if out_file.suffix.lower() == ".csv":
-        pacsv.write_csv(table, out_file)
-    else:
-        pq.write_table(table, out_file)
+    rv.write_table(table, out_file)
     err.print(f"{table.num_rows:,} verdicts -> {out_file}")
 
 

@@ -294,6 +294,9 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     columns["target"] = pa.array(target)
     for c in ("device_hash", "ip_hash", "ip_net", "region", "text"):
         columns[c] = e[c]
+    # The site subnet (/24, or /64 for IPv6); logs canonicalised before it existed use the
+    # prefix.
+    columns["ip_sub"] = e["ip_sub"] if "ip_sub" in e.column_names else e["ip_net"]
     columns |= {
         "has_view": pa.array(has_view),
         "watch_ms": view_watch,

@@ -35,7 +35,7 @@ SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "j
             ".ndjson": "jsonl", ".json": "jsonl"}
 
 CANONICAL = ("event_id", "ts", "user_id", "action", "video_id", "creator_id", "watch_ms",
-             "video_ms", "ip_hash", "ip_net", "device_hash", "region", "text")
+             "video_ms", "ip_hash", "ip_net", "ip_sub", "device_hash", "region", "text")
 
 QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),
                                ("raw", pa.string()), ("reason", pa.string())])
@@ -317,7 +317,7 @@ def _coerce_sql(schema: pa.Schema, int_ids: set[str]) -> str:
         if c in present:
             exprs[c] = text(c)
     if "ip" in present:
-        exprs["ip_hash"], exprs["ip_net"] = "_ip_hash", "_ip_net"
+        exprs["ip_hash"], exprs["ip_net"], exprs["ip_sub"] = "_ip_hash", "_ip_net", "_ip_sub"
         reasons.append("CASE WHEN _ip_ok = false THEN 'bad_ip' END")
     if "device_id" in present:
         exprs["device_hash"] = "_device_hash"
@@ -407,6 +407,7 @@ def _typed_fast_path(table: pa.Table) -> pa.Table | None:
             cols[c] = table[c]
     if "_ip_hash" in names:
         cols["ip_hash"], cols["ip_net"] = table["_ip_hash"], table["_ip_net"]
+        cols["ip_sub"] = table["_ip_sub"]
     if "_device_hash" in names:
         cols["device_hash"] = table["_device_hash"]
     n = table.num_rows
@@ -435,8 +436,9 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: _RawFile, key: byte
         device = (pool.submit(pseudonymise_text, table["device_id"], key, b"dev:")
                   if "device_id" in contract else None)
         if "ip" in contract:
-            h, n, ok = pseudonymise_ip(table["ip"], key)
+            h, n, sub, ok = pseudonymise_ip(table["ip"], key)
             table = table.append_column("_ip_hash", h).append_column("_ip_net", n)
+            table = table.append_column("_ip_sub", sub)
             table = table.append_column("_ip_ok", ok)
         if device is not None:
             table = table.append_column("_device_hash", device.result())

@@ -118,8 +118,13 @@ def _parse_v4(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return ok, packed
 
 
-def pseudonymise_ip(column: pa.ChunkedArray, key: bytes) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """Return (address hash, prefix hash, is_valid) for a column of IP text.
+def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
+                    ) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+    """Return (address hash, prefix hash, subnet hash, is_valid) for a column of IP text.
+
+    The prefix is the /24 of IPv4 and the /48 of IPv6. The subnet is where one site's devices
+    sit: the /24 again for IPv4, the /64 for IPv6, because a carrier's /48 pools thousands of
+    phones (each with a /64 of its own) while a farm's accounts share one /64.
 
     IPv4 addresses are parsed and packed with vectorised Arrow kernels; only the rest (IPv6,
     junk) goes through ``ipaddress``. An unparseable address still gets a hash of its text (so
@@ -130,6 +135,7 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes) -> tuple[pa.Array, pa.A
     mac = _mac_key(key)
     h: list[str | None] = [None] * len(texts)
     n: list[str | None] = [None] * len(texts)
+    sub: list[str | None] = [None] * len(texts)
     raw = packed.astype(">u4").tobytes()
     nets = (packed & np.uint32(0xFFFFFF00)).astype(">u4").tobytes()
     net_cache: dict[bytes, str] = {}
@@ -139,7 +145,7 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes) -> tuple[pa.Array, pa.A
         if net not in net_cache:
             net_cache[net] = hashlib.blake2b(b"net:" + net + b"\x18", key=mac,
                                              digest_size=8).hexdigest()
-        n[i] = net_cache[net]
+        n[i] = sub[i] = net_cache[net]
     others = np.flatnonzero(~ok)
     valid = ok.copy()
     if len(others):
@@ -156,10 +162,16 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes) -> tuple[pa.Array, pa.A
             net = ipaddress.ip_network(f"{addr}/{bits}", strict=False)
             h[i] = keyed_hash(key, b"ip:" + addr.packed)
             n[i] = keyed_hash(key, b"net:" + net.network_address.packed + bytes([bits]))
+            if addr.version == 6:
+                site = ipaddress.ip_network(f"{addr}/64", strict=False)
+                sub[i] = keyed_hash(key, b"net:" + site.network_address.packed + bytes([64]))
+            else:
+                sub[i] = n[i]
             valid[i] = True
     blank = [t is None or t == "" for t in texts.to_pylist()] if len(others) else []
     ok_values = [None if (blank and blank[i]) else bool(v) for i, v in enumerate(valid)]
-    return spread(h, pa.string()), spread(n, pa.string()), spread(ok_values, pa.bool_())
+    return (spread(h, pa.string()), spread(n, pa.string()), spread(sub, pa.string()),
+            spread(ok_values, pa.bool_()))
 
 
 def pseudonymise_text(column: pa.ChunkedArray, key: bytes, label: bytes) -> pa.Array:

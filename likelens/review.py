@@ -136,6 +136,15 @@ def read_table(path: Path) -> pa.Table:
                          f" ({exc})", file=str(path)) from None
 
 
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write a sample or verdicts as CSV when the name ends in .csv, else as Parquet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        pacsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+
+
 def _bought_column(table: pa.Table, path: Path) -> np.ndarray:
     """The verdicts as 1.0 bought, 0.0 organic, NaN unsure (null)."""
     col = table["bought"]

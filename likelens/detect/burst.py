@@ -35,10 +35,11 @@ class BurstDetector(Detector):
 
     def __init__(self, *, bucket_s: int = 3600, near_s: int = 1800,
                  half_surprise: float = 4.0, conversion_quantile: float = 0.9,
-                 max_conversion: float = 0.6, min_opened: int = 10) -> None:
+                 max_conversion: float = 0.6, min_opened: int = 10, full_watch: float = 0.9,
+                 loyal_share: float = 0.5) -> None:
         self.bucket_s, self.near_s, self.half_surprise = bucket_s, near_s, half_surprise
         self.conversion_quantile, self.max_conversion = conversion_quantile, max_conversion
-        self.min_opened = min_opened
+        self.min_opened, self.full_watch, self.loyal_share = min_opened, full_watch, loyal_share
 
     def _fit(self, feats: Features) -> Signal:
         con = feats.con
@@ -49,9 +50,12 @@ class BurstDetector(Detector):
         vid = e["vid"].to_numpy().astype(np.int64)
         views = (feats.videos.between(vid, bucket * b, (bucket + 1) * b)
                  if feats.videos is not None else np.zeros(len(vid), dtype=np.int64))
-        con.register("burst_bucket_views", pa.table({"pos": e["pos"], "views": views}))
+        explained = self._explained(feats)
+        con.register("burst_bucket_views", pa.table({"pos": e["pos"], "views": views,
+                                                     "explained": explained}))
+        # Task-shaped, and not explained by who the account is (see ``_explained``).
         task = ("(action IN ('like', 'comment', 'share') AND "
-                "(NOT has_view OR session_views = 0))")
+                "(NOT has_view OR session_views = 0) AND NOT bv.explained)")
         t = con.sql(f"""
             WITH e AS (SELECT pos, target, video_id, action, ts // {b} AS bucket,
                               {task} AS task, video_views, bv.views AS bucket_views
@@ -94,12 +98,18 @@ class BurstDetector(Detector):
         # list) open the video alone too, and only some of them like it. The pile is compared
         # with the views opened alone on the same video, at a conversion a few times the log's
         # own; a task list converts nearly every opening into the engagement it paid for.
-        conv, iso_total, iso_near = self._conversion(feats, task_mask, vid, ts, near)
+        shaped = task_mask | (explained & ((~e["has_view"].to_numpy(zero_copy_only=False))
+                                           | (e["session_views"].to_numpy() == 0)))
+        conv, iso_total, iso_near = self._conversion(feats, shaped, task_mask, vid, ts, near)
         k_near = task_near + 1.0
-        target_s = np.maximum(
-            binomial_surprise(col("k"), np.maximum(col("k"), iso_total), conv,
-                              tests=n_targets),
-            binomial_surprise(k_near, np.maximum(k_near, iso_near), conv, tests=n_targets))
+        # A pile spread over the day (a drip) has only the day's count against it; but an
+        # engagement that arrived with a crowd of people opening the video, converting no more
+        # than warm crowds do, belongs to that crowd, whatever else the video collected.
+        in_crowd = (iso_near >= self.min_opened) & (k_near <= conv * iso_near)
+        day_s = np.where(in_crowd, 0.0, binomial_surprise(
+            col("k"), np.maximum(col("k"), iso_total), conv, tests=n_targets))
+        target_s = np.maximum(day_s, binomial_surprise(
+            k_near, np.maximum(k_near, iso_near), conv, tests=n_targets))
         lam_target = conv * np.maximum(col("k"), iso_total)
         lam_near = conv * np.maximum(k_near, iso_near)
         hour_s = poisson_surprise(col("hour_likes"), col("hour_expected"),
@@ -125,11 +135,47 @@ class BurstDetector(Detector):
         return Signal(self.name, self.get_params(), columns,
                       squash(surprise, self.half_surprise), self.reason)
 
-    def _conversion(self, feats: Features, task: np.ndarray, vid: np.ndarray, ts: np.ndarray,
-                    near: int) -> tuple[float, np.ndarray, np.ndarray]:
+    def _explained(self, feats: Features) -> np.ndarray:
+        """Engagements a pile's surprise does not reach, because the account explains them:
+
+        - it watched the video through (``full_watch`` of it or more) before engaging: paid
+          accounts spend the minimum a task asks for, people sent by a push or a link who like
+          a video have mostly watched it;
+        - it is loyal to the creator: it engaged at least two of the creator's videos, and the
+          creator takes ``loyal_share`` or more of all its engagements (fans and fan clubs come
+          back to one creator; crowd workers and farm accounts spread over their customers).
+        """
+        e = feats.engagements
+        watch = np.nan_to_num(e["watch_frac"].to_numpy(zero_copy_only=False).astype(float),
+                              nan=0.0)
+        acted = np.asarray(pc.is_in(e["action"], value_set=pa.array(
+            ["like", "comment", "share"])).to_numpy(zero_copy_only=False), dtype=bool)
+        vid = e["vid"].to_numpy().astype(np.int64)
+        acc = feats.account_codes.astype(np.int64)
+        enc = pc.dictionary_encode(e["creator_id"]).combine_chunks()
+        cre = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        ok = acted & (vid >= 0) & (cre >= 0)
+        n_cre = int(cre.max(initial=-1)) + 1
+        loyal = np.zeros(len(acc), dtype=bool)
+        if ok.any() and n_cre:
+            pair = acc[ok] * n_cre + cre[ok]
+            pairs, inv, per_pair = np.unique(pair, return_inverse=True, return_counts=True)
+            n_vid = int(vid.max()) + 1
+            videos_of_pair = np.bincount(np.unique(inv.astype(np.int64) * n_vid + vid[ok])
+                                         // n_vid, minlength=len(pairs))
+            per_acc = np.bincount(acc[ok], minlength=int(acc.max()) + 1)
+            share = per_pair / per_acc[pairs // n_cre]
+            loyal[np.flatnonzero(ok)] = ((videos_of_pair >= 2)
+                                         & (share >= self.loyal_share))[inv]
+        return acted & ((watch >= self.full_watch) | loyal)
+
+    def _conversion(self, feats: Features, shaped: np.ndarray, task: np.ndarray,
+                    vid: np.ndarray, ts: np.ndarray, near: int
+                    ) -> tuple[float, np.ndarray, np.ndarray]:
         """The conversion ceiling (the ``conversion_quantile`` of the videos' likes per view
-        opened alone, at most ``max_conversion``), and per engagement the views opened alone on
-        its video in all and within ``near`` ms."""
+        opened alone, at most ``max_conversion``, over every task-shaped like), and per
+        unexplained task-shaped engagement the views opened alone on its video in all and
+        within ``near`` ms."""
         iso = feats.isolated_views
         if iso is None:
             z = np.zeros(len(vid))
@@ -141,7 +187,7 @@ class BurstDetector(Detector):
         # A high quantile of the videos' own conversions, not the log's pooled rate: warm
         # crowds (fans after a push, friends from a link) convert far more than the feed, and
         # bought engagement converts every opening and would pull a pooled rate towards itself.
-        liked = task & like & has_view & (vid >= 0)
+        liked = shaped & like & has_view & (vid >= 0)
         per_video = np.bincount(vid[liked], minlength=len(iso.start) - 1).astype(float)
         opened = np.diff(iso.start).astype(float)
         enough = opened >= self.min_opened

@@ -20,7 +20,9 @@ from likelens.arrays import distinct
 from likelens.detect.base import Detector, Signal, poisson_surprise, squash
 from likelens.features import Features
 
-KEYS = (("device_hash", "dev"), ("ip_hash", "ip"), ("ip_net", "net"))
+# The range key is the site subnet (/24 for IPv4, /64 for IPv6), not IPv6's /48: a carrier's
+# /48 pools thousands of phones, and a farm hiding in it converges only at its own /64.
+KEYS = (("device_hash", "dev"), ("ip_hash", "ip"), ("ip_sub", "net"))
 
 
 def _accounts_per_key(key: np.ndarray, acc: np.ndarray) -> np.ndarray:
@@ -66,7 +68,7 @@ class InfraDetector(Detector):
         n = feats.engagements.num_rows
         columns: dict[str, np.ndarray] = {}
         present = {"device_hash": feats.has_device, "ip_hash": feats.has_ip,
-                   "ip_net": feats.has_ip}
+                   "ip_sub": feats.has_ip}
         acc = feats.account_codes.astype(np.int64)
         tgt = feats.target_codes
         codes = {key: feats.key_codes(key) for key, _ in KEYS if present[key]}
