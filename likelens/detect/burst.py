@@ -26,6 +26,19 @@ from likelens.detect.base import Detector, Signal, binomial_surprise, poisson_su
 from likelens.features import Features
 
 
+def bought_share(liked: np.ndarray, opened: np.ndarray, ceiling: float) -> np.ndarray:
+    """The share of a pile's likes that were bought, if organic openers convert at
+    ``ceiling`` and a task list converts every opening: with x = likes / openings (a like
+    without a view opened the video too), the bought fraction of openings is
+    f = (x - ceiling) / (1 - ceiling), and of the likes f / x."""
+    k = np.asarray(liked, dtype=float)
+    n = np.maximum(k, np.asarray(opened, dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(n > 0, k / n, 0.0)
+        f = np.clip((x - ceiling) / max(1.0 - ceiling, 1e-9), 0.0, 1.0)
+        return np.where(x > 0, f / x, 0.0)
+
+
 class BurstDetector(Detector):
     """Per-target and per-hour surprise of task-shaped engagements and of likes over views."""
 
@@ -110,8 +123,6 @@ class BurstDetector(Detector):
             col("k"), np.maximum(col("k"), iso_total), conv, tests=n_targets))
         target_s = np.maximum(day_s, binomial_surprise(
             k_near, np.maximum(k_near, iso_near), conv, tests=n_targets))
-        lam_target = conv * np.maximum(col("k"), iso_total)
-        lam_near = conv * np.maximum(k_near, iso_near)
         hour_s = poisson_surprise(col("hour_likes"), col("hour_expected"),
                                   tests=n_targets * 24)
         target_s = np.where(task_mask, target_s, 0.0)
@@ -120,11 +131,12 @@ class BurstDetector(Detector):
         fan = ~task_mask & (np.nan_to_num(watch, nan=0.0) >= 0.5)
         hour_s = np.where(fan, 0.0, hour_s)
         surprise = np.maximum(target_s, hour_s)
-        # The share of the pile that chance does not explain: the chance that one engagement in
-        # it is part of the excess rather than of the target's organic background.
+        # The share of the pile that its organic explanation does not cover: the chance that one
+        # engagement in it was bought (fusion caps a pile-only engagement at it).
         with np.errstate(divide="ignore", invalid="ignore"):
-            task_excess = np.where(target_s > 0, 1.0 - np.minimum(
-                lam_target / col("k"), lam_near / k_near), 0.0)
+            task_excess = np.where(target_s > 0, np.maximum(
+                np.where(in_crowd, 0.0, bought_share(col("k"), iso_total, conv)),
+                bought_share(k_near, iso_near, conv)), 0.0)
             hour_excess = np.where(hour_s > 0, 1.0 - col("hour_expected") / col("hour_likes"),
                                    0.0)
         columns = {"burst_surprise": surprise, "burst_task_surprise": target_s,

@@ -19,7 +19,7 @@ sum of (1 - p). This is estimated without labels and checked against truth in th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,7 +217,7 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
         if done:
             break
     # Everything from here is decided per pattern, then spread to its rows.
-    p_pat = 1.0 - r[0]
+    p_pat = _pile_cap(1.0 - r[0], columns, column, first)
     threshold, est = _threshold(p_pat, weight, target_fpr)
     flagged_pat = p_pat >= threshold
     if n_comp > 1:
@@ -230,6 +230,32 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
     p = p_pat[inverse]
     return Fusion(p, flagged_pat[inverse], reasons_pat.take(pa.array(inverse)), threshold, est,
                   float(taus[1:].max(initial=1.0)), float(p.mean()), it)
+
+
+def _pile_cap(p: np.ndarray, columns: Mapping[str, np.ndarray],
+              column: Callable[[str], np.ndarray], first: np.ndarray) -> np.ndarray:
+    """Cap the probability of patterns whose only collective evidence is a target's pile.
+
+    A pile's organic explanation (the people who opened the video alone, at the highest
+    conversion this log's videos show) leaves a share of its members unexplained, the pile's
+    excess (``burst_excess``); an engagement known only as a pile member is bought with at most
+    that probability, however typical its other columns look for the bought class. The mixture
+    alone is sure of such members (it has seen few organic ones in piles), which made the
+    label-free FPR estimate optimistic.
+    """
+    if "burst_task_surprise" not in columns or "burst_excess" not in columns:
+        return p
+    other = np.zeros(len(first), dtype=bool)
+    for c in COLLECTIVE:
+        if c in columns and c != "burst_task_surprise":
+            other |= np.nan_to_num(np.asarray(column(c), dtype=float)[first]) > 0
+    pile = np.nan_to_num(np.asarray(columns["burst_task_surprise"], dtype=float)[first]) > 0
+    excess = np.clip(np.nan_to_num(np.asarray(columns["burst_excess"], dtype=float)[first]),
+                     0.0, 1.0)
+    # The lower edge of the pattern's excess bin: every row of a pattern shares one number.
+    edges = np.array((0.0, *BINS["burst_excess"][0]))
+    floor = edges[np.searchsorted(edges, excess, side="right") - 1]
+    return np.where(pile & ~other, np.minimum(p, floor), p)
 
 
 def _tau(terms: np.ndarray, w0: np.ndarray) -> float:
@@ -256,7 +282,7 @@ def _threshold(p: np.ndarray, weight: np.ndarray, target_fpr: float) -> tuple[fl
     order = np.argsort(-p, kind="stable")
     organic_mass = np.cumsum((1 - p[order]) * weight[order])
     fpr = organic_mass / max(float(((1 - p) * weight).sum()), 1e-12)
-    ok = np.flatnonzero((fpr <= target_fpr) & (p[order] >= 0.5))
+    ok = np.flatnonzero((fpr <= target_fpr) & (p[order] > 0.5))  # more likely bought than not
     if len(ok) == 0:
         return 1.0 + 1e-9, 0.0
     k = ok[-1]
