@@ -49,10 +49,11 @@ class BurstDetector(Detector):
     def __init__(self, *, bucket_s: int = 3600, near_s: int = 1800,
                  half_surprise: float = 4.0, conversion_quantile: float = 0.9,
                  max_conversion: float = 0.6, min_opened: int = 10, full_watch: float = 0.9,
-                 loyal_share: float = 0.5) -> None:
+                 full_watch_min_s: float = 30.0, loyal_share: float = 0.5) -> None:
         self.bucket_s, self.near_s, self.half_surprise = bucket_s, near_s, half_surprise
         self.conversion_quantile, self.max_conversion = conversion_quantile, max_conversion
         self.min_opened, self.full_watch, self.loyal_share = min_opened, full_watch, loyal_share
+        self.full_watch_min_s = full_watch_min_s
 
     def _fit(self, feats: Features) -> Signal:
         con = feats.con
@@ -150,9 +151,11 @@ class BurstDetector(Detector):
     def _explained(self, feats: Features) -> np.ndarray:
         """Engagements a pile's surprise does not reach, because the account explains them:
 
-        - it watched the video through (``full_watch`` of it or more) before engaging: paid
-          accounts spend the minimum a task asks for, people sent by a push or a link who like
-          a video have mostly watched it;
+        - it watched the video through (``full_watch`` of it or more, and at least
+          ``full_watch_min_s`` seconds) before engaging: paid accounts spend the minimum a task
+          asks for, people sent by a push or a link who like a video have mostly watched it
+          (watching an 8-second clip through is what a 10-second task minimum looks like, so
+          short watches explain nothing);
         - it is loyal to the creator: it engaged at least two of the creator's videos, and the
           creator takes ``loyal_share`` or more of all its engagements (fans and fan clubs come
           back to one creator; crowd workers and farm accounts spread over their customers).
@@ -160,6 +163,8 @@ class BurstDetector(Detector):
         e = feats.engagements
         watch = np.nan_to_num(e["watch_frac"].to_numpy(zero_copy_only=False).astype(float),
                               nan=0.0)
+        watch_ms = pc.fill_null(e["watch_ms"], 0).to_numpy(zero_copy_only=False)
+        through = (watch >= self.full_watch) & (watch_ms >= self.full_watch_min_s * 1000)
         acted = np.asarray(pc.is_in(e["action"], value_set=pa.array(
             ["like", "comment", "share"])).to_numpy(zero_copy_only=False), dtype=bool)
         vid = e["vid"].to_numpy().astype(np.int64)
@@ -179,7 +184,7 @@ class BurstDetector(Detector):
             share = per_pair / per_acc[pairs // n_cre]
             loyal[np.flatnonzero(ok)] = ((videos_of_pair >= 2)
                                          & (share >= self.loyal_share))[inv]
-        return acted & ((watch >= self.full_watch) | loyal)
+        return acted & (through | loyal)
 
     def _conversion(self, feats: Features, shaped: np.ndarray, task: np.ndarray,
                     vid: np.ndarray, ts: np.ndarray, near: int
