@@ -78,14 +78,27 @@ ACCOUNT_LEVEL = ("acct_iso_share", "acct_noview_share", "acct_low_share", "acct_
                  "dense_account")
 
 
+INFRA_EVENT = ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise")
+
+
+def infra_context(columns: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Engagements made from infrastructure that itself converges or is shared far beyond
+    families (device, address or subnet surprise); None when no such column exists."""
+    present = [c for c in INFRA_EVENT if c in columns]
+    if not present:
+        return None
+    ctx = np.zeros(len(columns[present[0]]), dtype=bool)
+    for c in present:
+        ctx |= np.nan_to_num(np.asarray(columns[c], dtype=float)) > 0
+    return ctx
+
+
 def account_context(columns: Mapping[str, np.ndarray], task_shaped: np.ndarray) -> np.ndarray:
     """Engagements to which account-level evidence applies: task-shaped ones, or ones made from
-    infrastructure that itself converges (device, address or /24 surprise)."""
+    infrastructure that itself converges (device, address or subnet surprise)."""
     ctx = np.asarray(task_shaped, dtype=bool).copy()
-    for c in ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise"):
-        if c in columns:
-            ctx |= np.nan_to_num(np.asarray(columns[c], dtype=float)) > 0
-    return ctx
+    infra = infra_context(columns)
+    return ctx | infra if infra is not None else ctx
 
 
 @dataclass(frozen=True)
@@ -132,9 +145,19 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
     if len(action) == 0:  # a log with views only: nothing to decide
         return Fusion(np.zeros(0), np.zeros(0, dtype=bool), pa.array([], pa.list_(pa.string())),
                       1.0, 0.0, 1.0, 0.0, 0)
+    # An account's infrastructure evidence follows its infrastructure: the owner of a rented
+    # account, liking from their own phone, is not on the farm's device or subnet, even when
+    # they open a video alone. It applies where this engagement's own device or network
+    # converges, or where it was made on a phone that several engaging accounts share.
+    infra_ctx = infra_context(columns) if context is not None else None
+    if infra_ctx is not None and "dev_shared" in columns:
+        infra_ctx = infra_ctx | (np.nan_to_num(np.asarray(columns["dev_shared"], float)) > 0)
+
     def column(c: str) -> np.ndarray:
         """A column as the model sees it: account-level ones neutral outside ``context``."""
         v = columns[c]
+        if c == "acct_infra_surprise" and infra_ctx is not None:
+            return np.where(infra_ctx, v, 0.0)
         return np.where(context, v, 0.0) if context is not None and c in ACCOUNT_LEVEL else v
 
     names = [c for c in BINS if c in columns and np.nanmax(np.abs(column(c)), initial=0) > 0]

@@ -81,8 +81,18 @@ class InfraDetector(Detector):
         if "device_hash" in codes:
             columns["dev_accounts_surprise"] = self._accounts_per_device(codes["device_hash"],
                                                                          acc)
+            # Not evidence (families share phones): it tells fusion whether an engagement was
+            # made on a phone of the account's own or on one it shares.
+            dev = codes["device_hash"]
+            has = dev >= 0
+            per_dev = _accounts_per_key(np.where(has, dev, 0)[has], acc[has]) if has.any() \
+                else np.zeros(0, dtype=np.int64)
+            columns["dev_shared"] = np.where(
+                has, (per_dev[np.maximum(dev, 0)] >= 2) if len(per_dev) else False,
+                False).astype(float)
         else:
             columns["dev_accounts_surprise"] = np.zeros(n)
+            columns["dev_shared"] = np.zeros(n)
         # An account that converges from one key converges as an account, wherever it acts.
         acct_max = feats.per_account_max(np.maximum.reduce(
             [columns["dev_surprise"], columns["ip_surprise"], columns["net_surprise"]]))
