@@ -92,15 +92,9 @@ ONLY = {
     "trend": {"zoo": {"trend_video_frac": 0.01, "trend_alone_frac": 0.7}},
     "fanclub": {"zoo": {"fanclub_prob": 0.08, "push_alone_frac": 0.7}},
 }
-KNOWN_OPEN = {
-    "trend": "hot-list strangers on one video: about 10 % flagged in this world (issue 10)",
-    "fanclub": "fan clubs liking every video of one creator: about 15 % flagged (issue 10)",
-}
 
 
-@pytest.mark.parametrize("cause", [
-    pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN_OPEN[c], strict=True))
-    if c in KNOWN_OPEN else c for c in ONLY])
+@pytest.mark.parametrize("cause", list(ONLY))
 def test_each_organic_cause_alone_is_not_flagged(cause: str, tmp_path: Path, key: bytes) -> None:
     cfg = sim.load_scenario("demo", users=8000)
     cfg["market"]["enabled"] = False

@@ -203,8 +203,10 @@ class DenseDetector(Detector):
     name = "dense"
     reason = "dense_block"
 
-    def __init__(self, *, max_blocks: int = 50, min_accounts: int = 5, seed: int = 0) -> None:
+    def __init__(self, *, max_blocks: int = 50, min_accounts: int = 5, seed: int = 0,
+                 max_creator_share: float = 0.8) -> None:
         self.max_blocks, self.min_accounts, self.seed = max_blocks, min_accounts, seed
+        self.max_creator_share = max_creator_share
 
     def _fit(self, feats: Features) -> Signal:
         e = feats.engagements
@@ -219,6 +221,7 @@ class DenseDetector(Detector):
         # The shuffle deals targets to edges in an order that does not depend on account
         # names: by what each account did, then by target.
         canon = np.lexsort((t, _activity_rank(feats)[a]))
+        creator_of = self._creator_of_target(feats, g)
         for _ in range(self.max_blocks):
             if not keep.any():
                 break
@@ -236,10 +239,15 @@ class DenseDetector(Detector):
             tgts = block.nodes[block.nodes >= n_acc] - n_acc
             if block.density <= null.density or len(accs) < self.min_accounts:
                 break
+            keep &= ~np.isin(a, accs)
+            # A seller's block spans its customers, one order (one target) each, a few
+            # twice; a block whose engagements go to creators it holds several videos of is a
+            # fan base (fan clubs opening every new video, superfans of a few creators).
+            if self._fan_share(g, creator_of, accs, tgts) >= self.max_creator_share:
+                continue
             gid = len(groups)
             in_block_acc[accs] = gid
             groups.append(self._describe(feats, g, accs, tgts, block.density))
-            keep &= ~np.isin(a, accs)
         acct_in = in_block_acc[acc] >= 0
         # Per event: a block account's task-shaped engagement is block work; the same account's
         # engagement inside a feed session (a rented account's owner, say) is not.
@@ -251,6 +259,25 @@ class DenseDetector(Detector):
         columns = {"dense_block": event_in.astype(float), "dense_account": acct_in.astype(float)}
         return Signal(self.name, self.get_params(), columns, score, self.reason, tuple(groups),
                       account_group)
+
+    @staticmethod
+    def _fan_share(g: Graph, creator_of: np.ndarray, accs: np.ndarray, tgts: np.ndarray
+                   ) -> float:
+        """Share of a block's edges that go to creators with two or more targets in it."""
+        on_block = np.isin(g.t, tgts) & np.isin(g.a, accs)
+        if not on_block.any():
+            return 0.0
+        targets_of = np.bincount(creator_of[tgts])
+        return float(np.mean(targets_of[creator_of[g.t[on_block]]] >= 2))
+
+    @staticmethod
+    def _creator_of_target(feats: Features, g: Graph) -> np.ndarray:
+        """Creator code of each target (its first engagement's creator; -1 mapped to 0)."""
+        enc = pc.dictionary_encode(feats.engagements["creator_id"]).combine_chunks()
+        cre = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        out = np.zeros(g.n_tgt, dtype=np.int64)
+        out[g.tgt[::-1]] = cre[::-1]
+        return out
 
     def _describe(self, feats: Features, g: Graph, accs: np.ndarray, tgts: np.ndarray,
                   density: float) -> Group:
