@@ -35,6 +35,7 @@ from likelens.errors import InputError
 EDGES = (0.001, 0.01, 0.1, 0.5)
 FLAGGED = "flagged"
 DRAWS = 20_000
+FLAGGED_SHARE = 0.7
 
 
 def strata_names() -> list[str]:
@@ -72,15 +73,25 @@ def _positions(ids: pa.Array | pa.ChunkedArray, among: pa.Array | pa.ChunkedArra
     return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def allocate(sizes: np.ndarray, total: int) -> np.ndarray:
-    """Verdicts per stratum: proportional to sqrt(N_h) (between proportional and equal
-    allocation: the rare flagged and high-score strata get enough verdicts for precision and
-    recall, the large low-score stratum enough for the FPR's denominator), at least 2 where the
-    stratum allows, never more than the stratum holds."""
+def allocate(sizes: np.ndarray, total: int, flagged_share: float = FLAGGED_SHARE) -> np.ndarray:
+    """Verdicts per stratum (the flagged stratum first).
+
+    The flagged stratum gets ``flagged_share`` of the verdicts: the organic FPR's numerator
+    (organic likes among the flagged) is a rare event there, and its interval is only as
+    tight as the number of such likes the reviewers see, while its denominator (all organic
+    likes) is known well from any sample. The rest goes to the unflagged strata in proportion
+    to sqrt(N_h) (between proportional and equal allocation: the rare high-score bands get
+    enough verdicts for recall, the large low-score band enough for the denominator), at least
+    2 where a stratum allows, never more than a stratum holds.
+    """
     sizes = np.asarray(sizes, dtype=np.int64)
     total = int(min(total, sizes.sum()))
-    weight = np.sqrt(sizes.astype(float))
-    n = np.minimum(sizes, np.floor(weight / max(weight.sum(), 1e-12) * total).astype(np.int64))
+    n = np.zeros(len(sizes), dtype=np.int64)
+    n[0] = min(int(sizes[0]), round(total * flagged_share))
+    rest = total - int(n[0])
+    weight = np.sqrt(sizes[1:].astype(float))
+    if weight.sum() > 0:
+        n[1:] = np.minimum(sizes[1:], np.floor(weight / weight.sum() * rest).astype(np.int64))
     n = np.maximum(n, np.minimum(sizes, 2))
     while n.sum() < total:  # hand out what rounding and caps left, to strata with room
         room = np.flatnonzero(n < sizes)
