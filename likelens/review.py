@@ -250,6 +250,14 @@ def estimate(likes: pa.Table, verdicts: pa.Table, *, seed: int = 0) -> dict[str,
                  float(p_organic[flag].sum()), float(p_organic.sum()))
     recall = _ratio(bought_tot[:, flag].sum(axis=1), bought_tot.sum(axis=1),
                     float(p_bought[flag].sum()), float(p_bought.sum()))
+    # Jeffreys at the boundary (Brown, Cai & DasGupta 2001): when the reviewers saw no organic
+    # like among the flagged, precision may be 1 and the FPR 0; when they saw no bought like
+    # among the unflagged, recall may be 1. The posterior draws never quite reach those ends.
+    if n_h[0] > 0 and b_h[0] == n_h[0]:
+        precision = Interval(precision.estimate, precision.low, 1.0)
+        fpr = Interval(fpr.estimate, 0.0, fpr.high)
+    if n_h[1:].sum() > 0 and b_h[1:].sum() == 0:
+        recall = Interval(recall.estimate, recall.low, 1.0)
     return {
         "precision": precision.as_dict(), "organic_fpr": fpr.as_dict(),
         "recall": recall.as_dict(),

@@ -54,7 +54,7 @@ def test_intervals_cover_the_truth(scanned) -> None:
     hits = dict.fromkeys(target, 0)
     draws = 200
     for d in range(draws):
-        s = rv.sample(likes, 800, seed=d)
+        s = rv.sample(likes, 2000, seed=d)
         v = rv.simulate_verdicts(result.truth, s, 0.0, seed=d)
         v = pa.table({"event_id": v["event_id"].cast(pa.string()),
                       "bought": v["bought"].cast(pa.float64())})
