@@ -38,6 +38,13 @@ def stats(result: SimResult) -> dict[str, float]:
     """).fetchall()
     for kind, n in by_kind:
         out[f"likes_{kind}"] = float(n)
+    if "organic_cause" in result.truth.column_names:
+        by_cause = con.execute("""
+            SELECT organic_cause, count(*) FROM e JOIN t USING (event_id)
+            WHERE action = 'like' AND NOT fake GROUP BY 1 ORDER BY 1
+        """).fetchall()
+        for cause, n in by_cause:
+            out[f"organic_likes_{cause}"] = float(n)
     con.close()
     return out
 
