@@ -37,7 +37,7 @@ class Features:
     has_ip: bool
     has_text: bool
     videos: viewindex.VideoViews | None = None  # the views grouped by video
-    isolated_views: viewindex.VideoViews | None = None  # views opened alone, by video
+    isolated_views: viewindex.FlaggedViews | None = None  # views opened alone, by video
     _target_codes: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -245,8 +245,7 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
         ctx = ctx_job.result()
     # Views opened alone, grouped by video: how many people a push, a link or a hot list
     # brought to a video around a time, whether or not they then engaged.
-    isolated_views = viewindex.VideoViews.times_only(np.where(ctx.isolated, view_vid, -1),
-                                                     max(len(video_values), 1), ts)
+    isolated_views = videos.subset(ctx.isolated)
     del all_acc, view_vid
     n = len(eng_rows)
     action = e["action"]

@@ -136,6 +136,23 @@ def _count_in_window(start: np.ndarray, times: np.ndarray, code: np.ndarray, lo:
 
 
 @numba.njit(cache=True, nogil=True)
+def _alone_in_blocks(start: np.ndarray, times: np.ndarray, bucket_ms: int, reach: int
+                     ) -> np.ndarray:
+    """Per sorted row: no other row of its block lies within ``reach`` buckets of its own.
+    Blocks are time-sorted, so the nearest neighbours on either side decide: one pass."""
+    out = np.zeros(len(times), dtype=np.bool_)
+    for g in range(len(start) - 1):
+        for i in range(start[g], start[g + 1]):
+            b = times[i] // bucket_ms
+            if i > start[g] and times[i - 1] // bucket_ms >= b - reach:
+                continue
+            if i + 1 < start[g + 1] and times[i + 1] // bucket_ms <= b + reach:
+                continue
+            out[i] = True
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def _last_view_of(start: np.ndarray, order: np.ndarray, times: np.ndarray, vid: np.ndarray,
                   eng_acc: np.ndarray, eng_vid: np.ndarray, eng_ts: np.ndarray) -> np.ndarray:
     """Per engagement: the account's latest view of the same video at or before it (-1: none).
@@ -265,24 +282,20 @@ def view_context(*, eng_acc: np.ndarray, eng_vid: np.ndarray, eng_ts: np.ndarray
     # The same session test for every view: one opened alone (from a push, a link, a hot list
     # or a task list) has no other view of its account in the buckets around it.
     isolated = np.zeros(len(view_acc), dtype=bool)
-    vb = times // bucket_ms
-    per_view = _count_in_window(start, times, np.repeat(np.arange(len(start) - 1), np.diff(start)),
-                                (vb - reach) * bucket_ms, (vb + reach + 1) * bucket_ms)
-    isolated[order[per_view == 1]] = True
+    isolated[order[_alone_in_blocks(start, times, bucket_ms, reach)]] = True
     return ViewContext(near, row, np.diff(start)[:n_accounts], isolated)
 
 
 class VideoViews:
     """Views grouped by video: counts, counts within a time window, and completion medians."""
 
-    def __init__(self, start: np.ndarray, times: np.ndarray, stats: pa.Table | None) -> None:
-        self.start, self.times, self.stats = start, times, stats
+    def __init__(self, start: np.ndarray, times: np.ndarray, stats: pa.Table,
+                 order: np.ndarray) -> None:
+        self.start, self.times, self.stats, self.order = start, times, stats, order
 
-    @classmethod
-    def times_only(cls, view_vid: np.ndarray, n_videos: int, ts: np.ndarray) -> VideoViews:
-        """Counts and window counts only (no per-video stats) of the rows with code >= 0."""
-        start, _, times = _group(view_vid, n_videos, ts)
-        return cls(start, times, None)
+    def subset(self, flags: np.ndarray) -> FlaggedViews:
+        """The views with ``flags`` set (one bool per log row), counted the same ways."""
+        return FlaggedViews(self, np.asarray(flags, dtype=bool)[self.order])
 
     @classmethod
     def build(cls, view_vid: np.ndarray, ts: np.ndarray, dictionary: pa.Array,
@@ -309,7 +322,7 @@ class VideoViews:
             "views": pa.array(counts[seen]),
             "completion": pa.array(medians[seen], mask=np.isnan(medians[seen])),
         })
-        return cls(start, times, stats)
+        return cls(start, times, stats, order)
 
     def total(self, vid: np.ndarray) -> np.ndarray:
         """Views of each video code (0 for -1)."""
@@ -323,3 +336,46 @@ class VideoViews:
                                 np.ascontiguousarray(vid, dtype=np.int64),
                                 np.ascontiguousarray(lo, dtype=np.int64),
                                 np.ascontiguousarray(hi, dtype=np.int64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_flagged_in_window(start: np.ndarray, times: np.ndarray, cum: np.ndarray,
+                             code: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per query: flagged rows of its block with lo <= time < hi (``cum``: prefix sums of the
+    flags in block order, one longer than ``times``)."""
+    out = np.zeros(len(code), dtype=np.int64)
+    for i in range(len(code)):
+        c = code[i]
+        if c < 0:
+            continue
+        s = start[c]
+        block = times[s:start[c + 1]]
+        out[i] = (cum[s + np.searchsorted(block, hi[i], side="left")]
+                  - cum[s + np.searchsorted(block, lo[i], side="left")])
+    return out
+
+
+class FlaggedViews:
+    """A subset of the views (say, those opened alone), counted per video and per window by
+    prefix sums over the video index's order: no second grouping of the log."""
+
+    def __init__(self, videos: VideoViews, flags_sorted: np.ndarray) -> None:
+        self.videos = videos
+        self.cum = np.concatenate([[0], np.cumsum(flags_sorted, dtype=np.int64)])
+
+    def per_video(self) -> np.ndarray:
+        """Flagged views of every video code."""
+        return self.cum[self.videos.start[1:]] - self.cum[self.videos.start[:-1]]
+
+    def total(self, vid: np.ndarray) -> np.ndarray:
+        """Flagged views of each video code (0 for -1)."""
+        per = self.per_video()
+        return np.where(vid >= 0, per[np.maximum(vid, 0)], 0) if len(per) else (
+            np.zeros(len(vid), dtype=np.int64))
+
+    def between(self, vid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Flagged views of each video code with lo <= time < hi (0 for -1)."""
+        return _count_flagged_in_window(self.videos.start, self.videos.times, self.cum,
+                                        np.ascontiguousarray(vid, dtype=np.int64),
+                                        np.ascontiguousarray(lo, dtype=np.int64),
+                                        np.ascontiguousarray(hi, dtype=np.int64))

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens import viewindex
+from likelens.arrays import distinct
 from likelens.detect.base import Detector, Signal, binomial_surprise, poisson_surprise, squash
 from likelens.features import Features
 
@@ -174,16 +175,22 @@ class BurstDetector(Detector):
         ok = acted & (vid >= 0) & (cre >= 0)
         n_cre = int(cre.max(initial=-1)) + 1
         loyal = np.zeros(len(acc), dtype=bool)
-        if ok.any() and n_cre:
-            pair = acc[ok] * n_cre + cre[ok]
+        n_acc = int(acc.max(initial=-1)) + 1
+        per_acc = np.bincount(acc[ok], minlength=n_acc)
+        # Only accounts that engaged from a view opened alone (or none) can need explaining,
+        # and only with two engagements or more: the pairs are counted for those alone.
+        has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
+        alone = acted & (~has_view | (e["session_views"].to_numpy() == 0))
+        asked = np.bincount(acc[alone], minlength=n_acc) > 0
+        rows = np.flatnonzero(ok & asked[acc] & (per_acc[acc] >= 2))
+        if len(rows) and n_cre:
+            pair = acc[rows] * n_cre + cre[rows]
             pairs, inv, per_pair = np.unique(pair, return_inverse=True, return_counts=True)
             n_vid = int(vid.max()) + 1
-            videos_of_pair = np.bincount(np.unique(inv.astype(np.int64) * n_vid + vid[ok])
+            videos_of_pair = np.bincount(distinct(inv.astype(np.int64) * n_vid + vid[rows])
                                          // n_vid, minlength=len(pairs))
-            per_acc = np.bincount(acc[ok], minlength=int(acc.max()) + 1)
             share = per_pair / per_acc[pairs // n_cre]
-            loyal[np.flatnonzero(ok)] = ((videos_of_pair >= 2)
-                                         & (share >= self.loyal_share))[inv]
+            loyal[rows] = ((videos_of_pair >= 2) & (share >= self.loyal_share))[inv]
         return acted & (through | loyal)
 
     def _conversion(self, feats: Features, shaped: np.ndarray, task: np.ndarray,
@@ -205,8 +212,8 @@ class BurstDetector(Detector):
         # crowds (fans after a push, friends from a link) convert far more than the feed, and
         # bought engagement converts every opening and would pull a pooled rate towards itself.
         liked = shaped & like & has_view & (vid >= 0)
-        per_video = np.bincount(vid[liked], minlength=len(iso.start) - 1).astype(float)
-        opened = np.diff(iso.start).astype(float)
+        opened = iso.per_video().astype(float)
+        per_video = np.bincount(vid[liked], minlength=len(opened)).astype(float)
         enough = opened >= self.min_opened
         rate = (float(np.quantile(per_video[enough] / opened[enough], self.conversion_quantile))
                 if enough.any() else self.max_conversion)
