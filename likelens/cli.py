@@ -167,7 +167,8 @@ def eval_(truth: Path, scan_dir: Path, action: str) -> None:
     """Score a scan against simulator truth: precision, recall, F1, organic FPR, AUC-PR.
 
     Split by supply kind (bot, pool, crowd) and by package size. Also writes quality.json into
-    SCAN_DIR.
+    SCAN_DIR; for a zoo world, the organic likes flagged per organic cause too
+    (quality_causes.json).
 
     \b
     Example:
@@ -176,12 +177,19 @@ def eval_(truth: Path, scan_dir: Path, action: str) -> None:
     import json
     from dataclasses import asdict
 
-    from likelens.evaluate import evaluate, format_table
+    from likelens.evaluate import evaluate, format_table, organic_causes
 
     rows = evaluate(truth, scan_dir, action=action)
     click.echo(f"quality over {action}s (organic FPR: share of organic {action}s flagged)")
     click.echo(format_table(rows))
     (scan_dir / "quality.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    causes = organic_causes(truth, scan_dir, action=action)
+    if causes:  # a zoo world: attribute every false positive to its organic cause
+        click.echo(f"\norganic {action}s flagged, by cause (truth's organic_cause)")
+        for cause, (flagged, n) in causes.items():
+            click.echo(f"  {cause:<10}{flagged:>8,} of {n:>9,}  {flagged / n:>8.3%}")
+        (scan_dir / "quality_causes.json").write_text(json.dumps(
+            {c: {"flagged": f, "total": n} for c, (f, n) in causes.items()}, indent=2))
 
 
 @cli.group()

@@ -111,3 +111,33 @@ def format_table(rows: list[Row]) -> str:
         lines.append(f"{r.split:<16}{r.n:>9}{r.fake:>8}{r.flagged:>9}{r.precision:>8.3f}"
                      f"{r.recall:>8.3f}{r.f1:>7.3f}{r.organic_fpr:>9.5f}{r.auc_pr:>8.3f}")
     return "\n".join(lines)
+
+
+
+def cause_table(truth: pa.Table, eng: pa.Table, action: str = "like"
+                ) -> dict[str, tuple[int, int]]:
+    """Per organic cause (zoo worlds' truth): (flagged, total) organic engagements of
+    ``action``, so that every false positive is attributed."""
+    con = duckdb.connect()
+    con.register("truth", truth)
+    con.register("eng", eng)
+    rows = con.execute("""
+        SELECT t.organic_cause, count(*) FILTER (WHERE e.flagged), count(*)
+        FROM eng e JOIN truth t
+          ON CAST(e.event_id AS VARCHAR) = CAST(t.event_id AS VARCHAR)
+        WHERE e.action = ? AND NOT t.fake
+        GROUP BY ALL ORDER BY 1
+    """, [action]).fetchall()
+    con.close()
+    return {str(c): (int(f), int(n)) for c, f, n in rows}
+
+
+def organic_causes(truth_path: Path, scan_dir: Path, *, action: str = "like"
+                   ) -> dict[str, tuple[int, int]]:
+    """``cause_table`` from the files; empty when the truth has no organic_cause."""
+    if "organic_cause" not in pq.read_schema(truth_path).names:
+        return {}
+    truth = pq.read_table(truth_path, columns=["event_id", "fake", "organic_cause"])
+    eng = pq.read_table(scan_dir / "engagements.parquet",
+                        columns=["event_id", "action", "flagged"])
+    return cause_table(truth, eng, action)

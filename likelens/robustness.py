@@ -14,11 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-import pyarrow as pa
-
 from likelens import sim
-from likelens.evaluate import evaluate_tables
+from likelens.evaluate import cause_table, evaluate_tables
 from likelens.ingest import ingest
 from likelens.scan import scan_events
 
@@ -42,22 +39,6 @@ class WorldResult:
     recall_10: float = float("nan")
     cause_flagged: dict[str, tuple[int, int]] = field(default_factory=dict)  # cause -> (flagged, n)
     seconds: float = 0.0
-
-
-def cause_table(truth: pa.Table, eng: pa.Table, action: str = "like") -> dict[str, tuple[int, int]]:
-    """Per organic cause: (flagged, total) among organic engagements of ``action``."""
-    con = duckdb.connect()
-    con.register("truth", truth)
-    con.register("eng", eng)
-    rows = con.execute(f"""
-        SELECT t.organic_cause, count(*) FILTER (WHERE e.flagged), count(*)
-        FROM eng e JOIN truth t
-          ON CAST(e.event_id AS VARCHAR) = CAST(t.event_id AS VARCHAR)
-        WHERE e.action = '{action}' AND NOT t.fake
-        GROUP BY ALL ORDER BY 1
-    """).fetchall()
-    con.close()
-    return {str(c): (int(f), int(n)) for c, f, n in rows}
 
 
 def _shape(cfg: dict) -> str:

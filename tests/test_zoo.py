@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pytest
 
 from likelens import sim
+from likelens.evaluate import cause_table
 from likelens.ingest import ingest
-from likelens.robustness import cause_table
 from likelens.scan import scan_events
 from likelens.sim.events import CAUSES
 
@@ -127,3 +127,26 @@ def test_each_supply_kind_is_caught(kind: str, floor: float, tmp_path: Path, key
     assert rows[f"kind={kind}"].recall >= floor
     assert rows["all likes"].organic_fpr <= 0.005
     assert np.isfinite(rows["all likes"].precision)
+
+
+def test_eval_attributes_false_positives_to_causes(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "likelens.cli", *args], capture_output=True,
+                              text=True, check=False,
+                              env={"LIKELENS_KEY": "zoo-test-key-0123456789", "PATH": "/usr/bin"})
+
+    assert cli("simulate", "--scenario", "zoo", "--seed", "9", "--users", "2000", "--out",
+               str(tmp_path / "sim")).returncode == 0
+    assert (tmp_path / "sim" / "world.json").exists()
+    assert cli("scan", str(tmp_path / "sim" / "events.parquet"), "--out", str(tmp_path / "s"),
+               "--no-report").returncode == 0
+    r = cli("eval", "--truth", str(tmp_path / "sim" / "truth.parquet"), str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    assert "by cause" in r.stdout and "feed" in r.stdout
+    causes = json.loads((tmp_path / "s" / "quality_causes.json").read_text())
+    assert causes["feed"]["total"] > 0
+    assert all(0 <= c["flagged"] <= c["total"] for c in causes.values())
