@@ -65,7 +65,12 @@ class BurstDetector(Detector):
         vid = e["vid"].to_numpy().astype(np.int64)
         views = (feats.videos.between(vid, bucket * b, (bucket + 1) * b)
                  if feats.videos is not None else np.zeros(len(vid), dtype=np.int64))
-        explained = self._explained(feats)
+        acted = np.asarray(pc.is_in(e["action"], value_set=pa.array(
+            ["like", "comment", "share"])).to_numpy(zero_copy_only=False), dtype=bool)
+        has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
+        # Engaged from a view opened alone, or with no view at all: how a task list engages.
+        alone = acted & (~has_view | (e["session_views"].to_numpy() == 0))
+        explained = self._explained(feats, acted, alone)
         con.register("burst_bucket_views", pa.table({"pos": e["pos"], "views": views,
                                                      "explained": explained}))
         # Task-shaped, and not explained by who the account is (see ``_explained``).
@@ -111,11 +116,10 @@ class BurstDetector(Detector):
         n_targets = float(col("n_targets").max(initial=1.0))
         # The organic explanation of a pile: people the platform sent (a push, a link, a hot
         # list) open the video alone too, and only some of them like it. The pile is compared
-        # with the views opened alone on the same video, at a conversion a few times the log's
-        # own; a task list converts nearly every opening into the engagement it paid for.
-        shaped = task_mask | (explained & ((~e["has_view"].to_numpy(zero_copy_only=False))
-                                           | (e["session_views"].to_numpy() == 0)))
-        conv, iso_total, iso_near = self._conversion(feats, shaped, task_mask, vid, ts, near)
+        # with the views opened alone on the same video, at the conversion warm crowds reach
+        # on this log; a task list converts nearly every opening into the engagement it paid
+        # for.
+        conv, iso_total, iso_near = self._conversion(feats, alone, task_mask, vid, ts, near)
         k_near = task_near + 1.0
         # A pile spread over the day (a drip) has only the day's count against it; but an
         # engagement that arrived with a crowd of people opening the video, converting no more
@@ -149,7 +153,7 @@ class BurstDetector(Detector):
         return Signal(self.name, self.get_params(), columns,
                       squash(surprise, self.half_surprise), self.reason)
 
-    def _explained(self, feats: Features) -> np.ndarray:
+    def _explained(self, feats: Features, acted: np.ndarray, alone: np.ndarray) -> np.ndarray:
         """Engagements a pile's surprise does not reach, because the account explains them:
 
         - it watched the video through (``full_watch`` of it or more, and at least
@@ -166,8 +170,6 @@ class BurstDetector(Detector):
                               nan=0.0)
         watch_ms = pc.fill_null(e["watch_ms"], 0).to_numpy(zero_copy_only=False)
         through = (watch >= self.full_watch) & (watch_ms >= self.full_watch_min_s * 1000)
-        acted = np.asarray(pc.is_in(e["action"], value_set=pa.array(
-            ["like", "comment", "share"])).to_numpy(zero_copy_only=False), dtype=bool)
         vid = e["vid"].to_numpy().astype(np.int64)
         acc = feats.account_codes.astype(np.int64)
         enc = pc.dictionary_encode(e["creator_id"]).combine_chunks()
@@ -179,8 +181,6 @@ class BurstDetector(Detector):
         per_acc = np.bincount(acc[ok], minlength=n_acc)
         # Only accounts that engaged from a view opened alone (or none) can need explaining,
         # and only with two engagements or more: the pairs are counted for those alone.
-        has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
-        alone = acted & (~has_view | (e["session_views"].to_numpy() == 0))
         asked = np.bincount(acc[alone], minlength=n_acc) > 0
         rows = np.flatnonzero(ok & asked[acc] & (per_acc[acc] >= 2))
         if len(rows) and n_cre:
@@ -201,9 +201,9 @@ class BurstDetector(Detector):
         unexplained task-shaped engagement the views opened alone on its video in all and
         within ``near`` ms."""
         iso = feats.isolated_views
-        if iso is None:
+        if iso is None:  # no views: nothing explains a pile, and nothing measures one
             z = np.zeros(len(vid))
-            return 0.0, z, z
+            return self.max_conversion, z, z
         e = feats.engagements
         like = np.asarray(pc.equal(e["action"], "like").to_numpy(zero_copy_only=False), bool)
         has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
