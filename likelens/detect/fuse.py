@@ -49,8 +49,8 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
     "lockstep_met": ((0.1, 1.0, 2.0), "lockstep"),
     "lockstep_group": ((0.5,), "lockstep"),
     "dense_block": ((0.5,), "dense_block"),
-    # "burst_task_surprise" opens the gate (COLLECTIVE) but is not a binned column: see below
-
+    # burst_task_surprise opens the gate (COLLECTIVE) but carries no weight of its own: a
+    # pile's members are weighed by burst_excess, and capped by it (``_sole_evidence_cap``).
     "burst_hour_surprise": ((0.5, 3.0, 10.0), "video_burst"),
     "burst_excess": (EXCESS_EDGES, "video_burst"),
     "burst_task_near": ((0.5, 1.2, 2.0, 3.0), "video_burst"),
