@@ -10,6 +10,7 @@ world; the worlds' seeds and drawn knobs are in each world's world.json.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +56,6 @@ def _shape(cfg: dict) -> str:
 
 def run_world(seed: int, users: int, work: Path) -> WorldResult:
     """Draw zoo world ``seed``, scan it with default settings and score it against truth."""
-    import time
-
     t0 = time.perf_counter()
     cfg = sim.load_scenario("zoo", users=users)
     result = sim.simulate(cfg, seed)
