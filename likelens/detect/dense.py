@@ -224,6 +224,7 @@ class DenseDetector(Detector):
         rng = np.random.default_rng(self.seed)
         self.null_densities_: list[float] = []
         in_block_acc = np.full(n_acc, -1)
+        in_block_tgt = np.zeros(n_tgt, dtype=bool)
         groups: list[Group] = []
         keep = np.ones(len(a), dtype=bool)
         # The shuffle deals targets to edges in an order that does not depend on account
@@ -260,11 +261,14 @@ class DenseDetector(Detector):
                 continue
             gid = len(groups)
             in_block_acc[accs] = gid
+            in_block_tgt[tgts] = True
             groups.append(self._describe(feats, g, accs, tgts, block.density))
         acct_in = in_block_acc[acc] >= 0
-        # Per event: a block account's task-shaped engagement is block work; the same account's
-        # engagement inside a feed session (a rented account's owner, say) is not.
-        event_in = acct_in & task
+        # Per event: a block account's task-shaped engagement is block work when it hits one of
+        # the blocks' targets or was made on a phone several engaging accounts share (a farm's);
+        # the same account's engagement inside a feed session, or alone on its own phone (a
+        # rented account's owner, a crowd worker's own push opens), is not.
+        event_in = acct_in & task & (in_block_tgt[g.tgt] | self._shared_phone(feats, acc))
         users = e["user_id"].to_numpy(zero_copy_only=False)
         account_group = {users[i]: int(in_block_acc[acc[i]])
                          for i in np.flatnonzero(acct_in)}
@@ -291,6 +295,20 @@ class DenseDetector(Detector):
         window = int(self.push_window_s * 1000)
         fresh = seen & (first - int(v.times.min()) > window)
         return fresh & (ts - first <= window)
+
+    @staticmethod
+    def _shared_phone(feats: Features, acc: np.ndarray) -> np.ndarray:
+        """Per engagement: made on a device that two or more engaging accounts use."""
+        if not feats.has_device:
+            return np.zeros(len(acc), dtype=bool)
+        dev = feats.key_codes("device_hash")
+        has = dev >= 0
+        if not has.any():
+            return has
+        n_acc = int(acc.max()) + 1
+        pairs = distinct(dev[has] * n_acc + acc[has])
+        per_dev = np.bincount(pairs // n_acc, minlength=int(dev.max()) + 1)
+        return has & (per_dev[np.maximum(dev, 0)] >= 2)
 
     @staticmethod
     def _fan_share(g: Graph, creator_of: np.ndarray, accs: np.ndarray, tgts: np.ndarray
