@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens import viewindex
+from likelens.arrays import distinct
 from likelens.ingest import shared_dictionaries
 from likelens.schema import ACTIONS
 
@@ -87,6 +88,22 @@ class Features:
         count = np.bincount(acc, minlength=n)
         ts_sum = np.bincount(acc, weights=(ts % 1_000_003).astype(float), minlength=n)
         return first, count, ts_sum
+
+    def shared_device(self) -> np.ndarray:
+        """Per engagement: made on a device that two or more engaging accounts use (a
+        family's phone, or a farm's). Not evidence by itself; it tells an engagement made on
+        a phone of the account's own from one made on a shared one."""
+        if not self.has_device:
+            return np.zeros(self.engagements.num_rows, dtype=bool)
+        dev = self.key_codes("device_hash")
+        has = dev >= 0
+        if not has.any():
+            return has
+        acc = self.account_codes.astype(np.int64)
+        n_acc = int(acc.max()) + 1
+        pairs = distinct(dev[has] * n_acc + acc[has])
+        per_dev = np.bincount(pairs // n_acc, minlength=int(dev.max()) + 1)
+        return has & (per_dev[np.maximum(dev, 0)] >= 2)
 
     def per_account_max(self, values: np.ndarray) -> np.ndarray:
         """Each engagement gets the maximum of ``values`` over its account's engagements."""

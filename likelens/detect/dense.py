@@ -268,7 +268,7 @@ class DenseDetector(Detector):
         # the blocks' targets or was made on a phone several engaging accounts share (a farm's);
         # the same account's engagement inside a feed session, or alone on its own phone (a
         # rented account's owner, a crowd worker's own push opens), is not.
-        event_in = acct_in & task & (in_block_tgt[g.tgt] | self._shared_phone(feats, acc))
+        event_in = acct_in & task & (in_block_tgt[g.tgt] | feats.shared_device())
         users = e["user_id"].to_numpy(zero_copy_only=False)
         account_group = {users[i]: int(in_block_acc[acc[i]])
                          for i in np.flatnonzero(acct_in)}
@@ -295,20 +295,6 @@ class DenseDetector(Detector):
         window = int(self.push_window_s * 1000)
         fresh = seen & (first - int(v.times.min()) > window)
         return fresh & (ts - first <= window)
-
-    @staticmethod
-    def _shared_phone(feats: Features, acc: np.ndarray) -> np.ndarray:
-        """Per engagement: made on a device that two or more engaging accounts use."""
-        if not feats.has_device:
-            return np.zeros(len(acc), dtype=bool)
-        dev = feats.key_codes("device_hash")
-        has = dev >= 0
-        if not has.any():
-            return has
-        n_acc = int(acc.max()) + 1
-        pairs = distinct(dev[has] * n_acc + acc[has])
-        per_dev = np.bincount(pairs // n_acc, minlength=int(dev.max()) + 1)
-        return has & (per_dev[np.maximum(dev, 0)] >= 2)
 
     @staticmethod
     def _fan_share(g: Graph, creator_of: np.ndarray, accs: np.ndarray, tgts: np.ndarray

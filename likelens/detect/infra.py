@@ -83,13 +83,7 @@ class InfraDetector(Detector):
                                                                          acc)
             # Not evidence (families share phones): it tells fusion whether an engagement was
             # made on a phone of the account's own or on one it shares.
-            dev = codes["device_hash"]
-            has = dev >= 0
-            per_dev = _accounts_per_key(np.where(has, dev, 0)[has], acc[has]) if has.any() \
-                else np.zeros(0, dtype=np.int64)
-            columns["dev_shared"] = np.where(
-                has, (per_dev[np.maximum(dev, 0)] >= 2) if len(per_dev) else False,
-                False).astype(float)
+            columns["dev_shared"] = feats.shared_device().astype(float)
         else:
             columns["dev_accounts_surprise"] = np.zeros(n)
             columns["dev_shared"] = np.zeros(n)
