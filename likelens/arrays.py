@@ -19,3 +19,11 @@ def distinct(values: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(s[1:], s[:-1], out=keep[1:])
     return s[keep]
+
+
+def distinct_per_key(key: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Distinct ``other`` codes per ``key`` code (both per row, codes >= 0): accounts per
+    device, address or (address, target) pair."""
+    n_other = int(other.max()) + 1 if len(other) else 1
+    pairs = distinct(key * n_other + other)
+    return np.bincount(pairs // n_other, minlength=int(key.max()) + 1 if len(key) else 0)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens import viewindex
-from likelens.arrays import distinct
+from likelens.arrays import distinct_per_key
 from likelens.ingest import shared_dictionaries
 from likelens.schema import ACTIONS
 
@@ -100,9 +100,7 @@ class Features:
         if not has.any():
             return has
         acc = self.account_codes.astype(np.int64)
-        n_acc = int(acc.max()) + 1
-        pairs = distinct(dev[has] * n_acc + acc[has])
-        per_dev = np.bincount(pairs // n_acc, minlength=int(dev.max()) + 1)
+        per_dev = distinct_per_key(dev[has], acc[has])
         return has & (per_dev[np.maximum(dev, 0)] >= 2)
 
     def per_account_max(self, values: np.ndarray) -> np.ndarray:

@@ -45,7 +45,8 @@ def strata_names() -> list[str]:
     return [FLAGGED, "unflagged score >=0.5", *reversed(bands)]
 
 
-def _likes(engagements: pa.Table) -> pa.Table:
+def scan_likes(engagements: pa.Table) -> pa.Table:
+    """A scan's likes (event_id, score, flagged) from its engagements table."""
     likes = engagements.filter(pc.equal(engagements["action"], "like"))
     return likes.select(["event_id", "score", "flagged"])
 
@@ -63,7 +64,7 @@ def load_scan_likes(scan_dir: Path) -> pa.Table:
     path = scan_dir / "engagements.parquet"
     if not path.exists():
         raise InputError("no such file (is this a scan directory?)", file=str(path))
-    return _likes(pq.read_table(path, columns=["event_id", "action", "score", "flagged"]))
+    return scan_likes(pq.read_table(path, columns=["event_id", "action", "score", "flagged"]))
 
 
 def _positions(ids: pa.Array | pa.ChunkedArray, among: pa.Array | pa.ChunkedArray
@@ -99,11 +100,6 @@ def allocate(sizes: np.ndarray, total: int, flagged_share: float = FLAGGED_SHARE
     while n.sum() > total:
         n[np.argmax(n)] -= 1
     return n
-
-
-def scan_likes(engagements: pa.Table) -> pa.Table:
-    """A scan's likes (event_id, score, flagged) from its engagements table."""
-    return _likes(engagements)
 
 
 def sample(likes: pa.Table, size: int, seed: int) -> pa.Table:

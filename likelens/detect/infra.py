@@ -16,20 +16,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from likelens.arrays import distinct
+from likelens.arrays import distinct_per_key
 from likelens.detect.base import Detector, Signal, poisson_surprise, squash
 from likelens.features import Features
 
 # The range key is the site subnet (/24 for IPv4, /64 for IPv6), not IPv6's /48: a carrier's
 # /48 pools thousands of phones, and a farm hiding in it converges only at its own /64.
 KEYS = (("device_hash", "dev"), ("ip_hash", "ip"), ("ip_sub", "net"))
-
-
-def _accounts_per_key(key: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """Distinct accounts per key code (``key`` and ``acc`` per engagement, codes >= 0)."""
-    n_acc = int(acc.max()) + 1 if len(acc) else 1
-    pairs = distinct(key * n_acc + acc)
-    return np.bincount(pairs // n_acc, minlength=int(key.max()) + 1 if len(key) else 0)
 
 
 def _convergence(key: np.ndarray, tgt: np.ndarray, acc: np.ndarray
@@ -49,7 +42,7 @@ def _convergence(key: np.ndarray, tgt: np.ndarray, acc: np.ndarray
         return obs, lam
     k, t, a = key[has], tgt[has], acc[has]
     _, kt = np.unique(k * (int(t.max()) + 1) + t, return_inverse=True)
-    obs[has] = _accounts_per_key(kt, a)[kt] - 1
+    obs[has] = distinct_per_key(kt, a)[kt] - 1
     lam[has] = (n_k[k] - 1) * (n_t[t] - 1) / n
     return obs, lam
 
@@ -110,7 +103,7 @@ class InfraDetector(Detector):
         has = dev >= 0
         if not has.any():
             return np.zeros(len(dev))
-        k_all = _accounts_per_key(dev[has], acc[has]).astype(float)
+        k_all = distinct_per_key(dev[has], acc[has]).astype(float)
         k = k_all[k_all > 0]  # devices that engaged at all
         shared = float(np.sum(k >= 2))
         q = float(np.sum(k >= 3)) / shared if shared else 0.5
