@@ -10,6 +10,7 @@ import importlib.util
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.table import Table
 
 from likelens import __version__
 from likelens.errors import InputError, LikeLensError, TooManyBadRows
+
+if TYPE_CHECKING:
+    from likelens.api import Run
 
 err = Console(stderr=True)
 out = Console()
@@ -93,50 +97,88 @@ def simulate(scenario: str, seed: int, users: int | None, out_dir: Path | None, 
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
 @click.option("--ledger", "ledger_dir", type=click.Path(path_type=Path), default=None,
               help="Append the scan's groups and decisions to the evidence ledger in DIR.")
+@click.option("--set", "settings", multiple=True, metavar="DETECTOR.PARAM=VALUE",
+              help="A detector parameter, e.g. lockstep.window_s=300 (repeatable; "
+                   "`likelens detectors --params` lists them).")
 def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
          max_bad_rows: int | None, target_fpr: float, detectors: str | None,
-         threads: int | None, profile: bool, no_report: bool, ledger_dir: Path | None) -> None:
+         threads: int | None, profile: bool, no_report: bool, ledger_dir: Path | None,
+         settings: tuple[str, ...]) -> None:
     """Find bought engagement in an engagement log and score authentic engagement.
 
     INPUTS are Parquet, CSV or JSON Lines files, or directories of them, read as one log.
-    Rows that break the input contract go to quarantine.parquet with their reason.
+    Rows that break the input contract go to quarantine.parquet with their reason. What the
+    scan learned goes to OUT/model, for `likelens apply` on later logs.
 
     \b
     Example:
       likelens scan events.parquet --out scan/ --target-fpr 0.001
+      likelens scan events.parquet --out scan/ --set lockstep.window_s=300
     """
-    from likelens import outputs, runtime
+    from likelens import api, runtime
     from likelens.privacy import load_key
-    from likelens.scan import scan_paths
 
     runtime.enable()
-
-    if not 0 < target_fpr < 1:
-        raise click.BadParameter("must be between 0 and 1", param_hint="--target-fpr")
     names = [d.strip() for d in detectors.split(",")] if detectors else None
-    if names:
-        from likelens.detect.registry import REGISTRY
-
-        known = {s.name for s in REGISTRY}
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise click.BadParameter(f"unknown detector(s) {', '.join(unknown)}; choose from "
-                                     f"{', '.join(sorted(known))}", param_hint="--detectors")
     key = load_key(key_file)
     with err.status("scanning") as status:
-        result, ing = scan_paths(inputs, key=key, target_fpr=target_fpr, detectors=names,
-                                 threads=threads,
-                                 progress=lambda stage: status.update(f"scanning: {stage}"))
-        status.update("writing outputs")
-        paths = outputs.write(result, out_dir, report=not no_report)
-        if ledger_dir is not None:
-            from likelens.ledger.api import Ledger, record_scan
+        run = api.scan(inputs, key=key, out=out_dir, target_fpr=target_fpr, detectors=names,
+                       settings=settings, threads=threads, report=not no_report,
+                       ledger=ledger_dir, max_bad_rows=None,
+                       progress=lambda stage: status.update(f"scanning: {stage}"))
+    _report_run(run, profile, ledger_dir, max_bad_rows)
 
-            status.update("appending to the evidence ledger")
-            appended = record_scan(Ledger(ledger_dir), result.summary, result.engagements,
-                                   result.groups, ing.files)
-            err.print(f"ledger: records {appended.start}..{appended.stop - 1} appended to "
-                      f"{ledger_dir}")
+
+@cli.command(name="apply")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True,
+              help="A model directory written by `likelens scan` (SCAN_DIR/model).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Directory for the output files.")
+@click.option("--key-file", type=click.Path(path_type=Path), default=None,
+              help="Key for pseudonymising IPs and devices: the scan's key, so ids line up.")
+@click.option("--max-bad-rows", type=int, default=None,
+              help="Exit 3 when more rows than this are quarantined.")
+@click.option("--threads", type=int, default=None, help="Threads for DuckDB (default: all).")
+@click.option("--profile", is_flag=True, help="Print the time each stage took.")
+@click.option("--no-report", is_flag=True, help="Skip report.html.")
+@click.option("--ledger", "ledger_dir", type=click.Path(path_type=Path), default=None,
+              help="Append the decisions to the evidence ledger in DIR.")
+def apply_cmd(inputs: tuple[Path, ...], model_dir: Path, out_dir: Path, key_file: Path | None,
+              max_bad_rows: int | None, threads: int | None, profile: bool, no_report: bool,
+              ledger_dir: Path | None) -> None:
+    """Score a log with a saved model, learning nothing from it.
+
+    The detectors use what they learned (conversion ceilings, the lockstep threshold and
+    groups, dense blocks, the device-sharing rate) and fusion its tables and threshold; the
+    output files are scan's. On the log the model was fitted on, the flags and scores are the
+    scan's exactly. A model whose files do not match its manifest exits 2.
+
+    \b
+    Example:
+      likelens scan monday.parquet --out mon/
+      likelens apply tuesday.parquet --model mon/model --out tue/
+    """
+    from likelens import api, runtime
+    from likelens.privacy import load_key
+
+    runtime.enable()
+    key = load_key(key_file)
+    with err.status("applying") as status:
+        run = api.apply(inputs, model=model_dir, key=key, out=out_dir, threads=threads,
+                        report=not no_report, ledger=ledger_dir, max_bad_rows=None,
+                        progress=lambda stage: status.update(f"applying: {stage}"))
+    _report_run(run, profile, ledger_dir, max_bad_rows)
+
+
+def _report_run(run: Run, profile: bool, ledger_dir: Path | None,
+                max_bad_rows: int | None) -> None:
+    """What a scan or apply prints: the counts, the timings, the report's path; then the
+    bad-row limit (after the files a user needs to look into it are written)."""
+    result, ing, paths = run.result, run.ingest, run.paths
+    if run.ledger_records is not None:
+        r = run.ledger_records
+        err.print(f"ledger: records {r.start}..{r.stop - 1} appended to {ledger_dir}")
     c = result.summary["counts"]
     err.print(f"{result.summary['input']['events']:,} events, "
               f"{ing.quarantine.num_rows:,} quarantined; "
@@ -151,6 +193,8 @@ def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
             peak = f"{peaks[stage]:.2f}" if stage in peaks else "-"
             t.add_row(stage, f"{secs:.3f}", peak)
         err.print(t)
+    if "model" in paths:
+        err.print(f"model: {paths['model']}")
     if "report" in paths:
         out.print(f"report: {paths['report'].resolve()}")
     if max_bad_rows is not None and ing.quarantine.num_rows > max_bad_rows:

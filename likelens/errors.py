@@ -8,6 +8,8 @@
     ├── TooManyBadRows                 more quarantined rows than --max-bad-rows (exit 3)
     ├── ScenarioError                  a simulator scenario that cannot be loaded
     ├── LedgerVerificationError        a proof, signature or stored record does not check out
+    ├── ModelError                     a model directory that is missing, tampered or too new
+    ├── SettingError                   a --set name or value no detector takes
     └── EngineUnavailable              an optional engine (Spark, Redis) is not installed
 
 Messages are single lines that name the file, and the row and column where known, because the
@@ -64,6 +66,16 @@ class LedgerVerificationError(LikeLensError):
                  computed: str | None = None) -> None:
         self.index, self.expected, self.computed = index, expected, computed
         super().__init__(message)
+
+
+class ModelError(LikeLensError):
+    """A model directory that cannot be used: missing files, hashes that do not match its
+    manifest, a format version this LikeLens does not read."""
+
+
+class SettingError(LikeLensError):
+    """A detector parameter (``--set DETECTOR.PARAM=VALUE``) that no detector takes, or a value
+    of the wrong type; the message lists the valid names."""
 
 
 class EngineUnavailable(LikeLensError):

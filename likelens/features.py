@@ -61,6 +61,31 @@ class Features:
             self._target_codes = inv.astype(np.int64)
         return self._target_codes
 
+    def account_ids(self) -> pa.Array:
+        """The account (user id, as text) of every account code, by code."""
+        acc = self.account_codes
+        if len(acc) == 0:
+            return pa.array([], pa.string())
+        _, first = np.unique(acc, return_index=True)
+        return pc.cast(self.engagements["user_id"].take(pa.array(first)), pa.string()
+                       ).combine_chunks()
+
+    def codes_of_accounts(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """This log's account code of each user id (text or integer); -1 when absent."""
+        found = pc.index_in(pc.cast(ids, pa.string()), value_set=self.account_ids())
+        return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def target_keys(self) -> pa.Array:
+        """Each engagement's target as text that holds across logs: the action and the
+        video, or for a follow the creator (``target`` codes are this log's own)."""
+        e = self.engagements
+        follow = pc.equal(e["action"], "follow")
+        what = pc.if_else(follow, pc.cast(e["creator_id"], pa.string()),
+                          pc.cast(e["video_id"], pa.string()))
+        return pc.binary_join_element_wise(pc.cast(e["action"], pa.string()),
+                                           pc.fill_null(what, ""), "\x1f"
+                                           ).combine_chunks()
+
     def key_codes(self, column: str) -> np.ndarray:
         """Dense code per engagement of a text key column (device, address, range); -1 null."""
         col = self.engagements[column].combine_chunks()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -23,10 +23,12 @@ import pyarrow as pa
 from likelens import __version__, runtime
 from likelens.detect.base import Group, Signal
 from likelens.detect.dense import task_shaped
-from likelens.detect.fuse import Fusion, account_context, fuse
+from likelens.detect.fuse import Fusion, account_context, apply_fusion, fit_fusion
 from likelens.detect.registry import REGISTRY, get
 from likelens.features import Features, build_features
 from likelens.ingest import QUARANTINE_SCHEMA, IngestResult, ingest
+from likelens.model import VERSION as MODEL_VERSION
+from likelens.model import Model
 from likelens.score.authentic import creator_scores, video_scores
 
 Progress = Callable[[str], None]
@@ -45,6 +47,7 @@ class ScanResult:
     summary: dict[str, Any]
     features: Features | None = field(default=None, repr=False)
     signals: dict[str, Signal] = field(default_factory=dict, repr=False)
+    model: Model | None = field(default=None, repr=False)  # what the scan learned
 
 
 def peak_rss_gib() -> float:
@@ -77,8 +80,11 @@ class Timer:
 
 def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0.001,
                detectors: Sequence[str] | None = None, threads: int | None = None,
-               progress: Progress | None = None) -> tuple[ScanResult, IngestResult]:
-    """Read the input files and scan them.
+               progress: Progress | None = None,
+               params: Mapping[str, Mapping[str, Any]] | None = None,
+               model: Model | None = None) -> tuple[ScanResult, IngestResult]:
+    """Read the input files and scan them: fit and label, or with ``model`` label with what
+    an earlier scan learned (``apply``).
 
     The log is the largest thing a scan holds, and nothing needs it once the features are
     built: the returned ``IngestResult`` keeps its schema and count, not its rows, so that
@@ -92,8 +98,12 @@ def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0
         log = [ing.events]
         ing.events = ing.events.schema.empty_table()
         feats = _features(log, threads, timer, progress)
-    result = _scan(feats, target_fpr=target_fpr, detectors=detectors, progress=progress,
-                   timer=timer, quarantine=ing.quarantine, threads=threads)
+    if model is not None:
+        result = _apply(feats, model, progress=progress, timer=timer,
+                        quarantine=ing.quarantine, threads=threads)
+    else:
+        result = _scan(feats, target_fpr=target_fpr, detectors=detectors, progress=progress,
+                       timer=timer, quarantine=ing.quarantine, threads=threads, params=params)
     result.summary["input"] = {"files": ing.files, "rows_read": ing.rows_read,
                                "events": n_events, "quarantined": ing.quarantine.num_rows}
     return result, ing
@@ -102,12 +112,23 @@ def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0
 def scan_events(events: pa.Table, *, target_fpr: float = 0.001,
                 detectors: Sequence[str] | None = None, threads: int | None = None,
                 progress: Progress | None = None, timer: Timer | None = None,
-                quarantine: pa.Table | None = None) -> ScanResult:
+                quarantine: pa.Table | None = None,
+                params: Mapping[str, Mapping[str, Any]] | None = None) -> ScanResult:
     """Scan a canonical events table (as ``ingest`` returns it)."""
     timer = timer or Timer()
     feats = _features([events], threads, timer, progress)
     return _scan(feats, target_fpr=target_fpr, detectors=detectors, progress=progress,
-                 timer=timer, quarantine=quarantine, threads=threads)
+                 timer=timer, quarantine=quarantine, threads=threads, params=params)
+
+
+def apply_events(events: pa.Table, model: Model, *, threads: int | None = None,
+                 progress: Progress | None = None, timer: Timer | None = None,
+                 quarantine: pa.Table | None = None) -> ScanResult:
+    """Label a canonical events table with a fitted model, learning nothing from it."""
+    timer = timer or Timer()
+    feats = _features([events], threads, timer, progress)
+    return _apply(feats, model, progress=progress, timer=timer, quarantine=quarantine,
+                  threads=threads)
 
 
 def _features(log: list[pa.Table], threads: int | None, timer: Timer,
@@ -120,35 +141,82 @@ def _features(log: list[pa.Table], threads: int | None, timer: Timer,
 
 def _scan(feats: Features, *, target_fpr: float, detectors: Sequence[str] | None,
           progress: Progress | None, timer: Timer, quarantine: pa.Table | None,
-          threads: int | None = None) -> ScanResult:
-    """Detectors, fusion and scores on built features."""
+          threads: int | None = None,
+          params: Mapping[str, Mapping[str, Any]] | None = None) -> ScanResult:
+    """Fit the detectors and fusion on built features, and label the log with them."""
     names = list(detectors) if detectors else [s.name for s in REGISTRY]
+    params = {n: dict((params or {}).get(n, {})) for n in names}
     with timer.stage("detect", progress), runtime.reusing_freed_memory():
-        signals = _detect(feats, names, timer, workers=1 if threads == 1 else 2)
+        fitted = _detect(feats, names, timer, workers=1 if threads == 1 else 2,
+                         work=lambda name, f: get(name).create(**params[name]).fit(f))
+    signals = {name: d.signal_ for name, d in fitted.items()}
     e = feats.engagements
     with timer.stage("fusion", progress):
-        columns: dict[str, np.ndarray] = {}
-        for s in signals.values():
-            columns.update(s.columns)
+        columns = _columns(signals)
         starts = {name: s.score for name, s in signals.items()}
-        fusion = fuse(columns, starts, e["action"],
-                      context=account_context(columns, task_shaped(feats)),
-                      target_fpr=target_fpr)
+        for s in signals.values():
+            starts.update(s.components)
+        fusion_model, fusion = fit_fusion(columns, starts, e["action"],
+                                          context=account_context(columns, task_shaped(feats)),
+                                          target_fpr=target_fpr)
+    model = Model(fusion_model, {n: d.get_params() for n, d in fitted.items()},
+                  {n: d.state_ for n, d in fitted.items()},
+                  {"fitted_on": {"engagements": int(e.num_rows)}})
+    return _finish(feats, fusion, signals, model, timer, progress, quarantine, fitted=True)
+
+
+def _apply(feats: Features, model: Model, *, progress: Progress | None, timer: Timer,
+           quarantine: pa.Table | None, threads: int | None = None) -> ScanResult:
+    """Label built features with a fitted model: each detector applies its learned state,
+    fusion its tables and threshold."""
+    with timer.stage("detect", progress), runtime.reusing_freed_memory():
+        done = _detect(feats, model.detectors, timer, workers=1 if threads == 1 else 2,
+                       work=lambda name, f: _Applied(get(name).create(**model.params[name])
+                                                     .apply(f, model.states[name])))
+    signals = {name: d.signal_ for name, d in done.items()}
+    e = feats.engagements
+    with timer.stage("fusion", progress):
+        columns = _columns(signals)
+        fusion = apply_fusion(model.fusion, columns, e["action"],
+                              context=account_context(columns, task_shaped(feats)))
+    return _finish(feats, fusion, signals, model, timer, progress, quarantine, fitted=False)
+
+
+@dataclass
+class _Applied:
+    """An applied detector's signal, shaped like a fitted detector for ``_detect``."""
+
+    signal_: Signal
+
+
+def _columns(signals: Mapping[str, Signal]) -> dict[str, np.ndarray]:
+    columns: dict[str, np.ndarray] = {}
+    for s in signals.values():
+        columns.update(s.columns)
+    return columns
+
+
+def _finish(feats: Features, fusion: Fusion, signals: dict[str, Signal], model: Model,
+            timer: Timer, progress: Progress | None, quarantine: pa.Table | None, *,
+            fitted: bool) -> ScanResult:
+    """Scores, groups, accounts, videos, creators and the summary, from the decisions."""
+    e = feats.engagements
     with timer.stage("scores", progress):
         engagements = _engagement_table(e, fusion)
         groups, account_group = _groups(signals)
         accounts = _account_table(feats, engagements, account_group)
         videos = video_scores(feats.con, engagements)
         creators = creator_scores(feats.con, videos)
-    summary = _summary(feats, fusion, signals, groups, target_fpr, timer)
+    summary = _summary(feats, fusion, model, groups, model.fusion.target_fpr, timer)
+    summary["model"] = {"fitted_here": fitted, "format_version": MODEL_VERSION}
     return ScanResult(engagements, accounts, groups, videos, creators,
                       quarantine if quarantine is not None else QUARANTINE_SCHEMA.empty_table(),
-                      summary, feats, signals)
+                      summary, feats, signals, model)
 
 
-def _detect(feats: Features, names: Sequence[str], timer: Timer, *, workers: int
-            ) -> dict[str, Signal]:
-    """Run the detectors, ``workers`` at a time, each on its own DuckDB cursor.
+def _detect(feats: Features, names: Sequence[str], timer: Timer, *, workers: int,
+            work: Callable[[str, Features], Any]) -> dict[str, Any]:
+    """Run ``work`` for each detector, ``workers`` at a time, each on its own DuckDB cursor.
 
     Detectors are independent and spend much of their time in single-threaded NumPy and
     compiled kernels, so two at a time fill the second core. A cursor does not see its parent's
@@ -158,25 +226,25 @@ def _detect(feats: Features, names: Sequence[str], timer: Timer, *, workers: int
     """
     own: dict[str, float] = {}
 
-    def run(name: str) -> Signal:
+    def run(name: str) -> Any:
         con = feats.con.cursor()
         try:
             con.register("eng", feats.engagements)
             t0 = time.perf_counter()
-            signal = get(name).create().fit(replace(feats, con=con)).signal_
+            done = work(name, replace(feats, con=con))
             own[name] = round(time.perf_counter() - t0, 4)
-            return signal
+            return done
         finally:
             con.close()
 
     if workers <= 1 or len(names) <= 1:
-        signals = {name: run(name) for name in names}
+        out = {name: run(name) for name in names}
     else:
         with ThreadPoolExecutor(workers) as pool:
-            signals = dict(zip(names, pool.map(run, names), strict=True))
+            out = dict(zip(names, pool.map(run, names), strict=True))
     for name in names:
         timer.stages[f"detect.{name}"] = own[name]
-    return signals
+    return out
 
 
 def _engagement_table(e: pa.Table, fusion: Fusion) -> pa.Table:
@@ -228,7 +296,7 @@ def _account_table(feats: Features, engagements: pa.Table, account_group: dict[A
     return acc.add_column(3, "group_id", gid)
 
 
-def _summary(feats: Features, fusion: Fusion, signals: dict[str, Signal], groups: pa.Table,
+def _summary(feats: Features, fusion: Fusion, model: Model, groups: pa.Table,
              target_fpr: float, timer: Timer) -> dict[str, Any]:
     e = feats.engagements
     actions = e["action"].to_numpy(zero_copy_only=False)
@@ -248,7 +316,7 @@ def _summary(feats: Features, fusion: Fusion, signals: dict[str, Signal], groups
         },
         "signals": {"views": feats.has_views, "device": feats.has_device, "ip": feats.has_ip,
                     "text": feats.has_text},
-        "detectors": {n: dict(s.params) for n, s in signals.items()},
+        "detectors": {n: dict(p) for n, p in model.params.items()},
         "timings_s": timer.stages,
         "peak_rss_gib": timer.peak_gib,
     }

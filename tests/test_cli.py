@@ -120,7 +120,7 @@ def test_no_clear_ip_or_device_in_any_output(demo_day, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     ips = set(result.events["ip"].to_pylist()[:2000])
     devices = set(result.events["device_id"].to_pylist()[:2000])
-    blob = b"".join(p.read_bytes() for p in out.iterdir())
+    blob = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())  # model/ too
     text = blob.decode("utf-8", errors="ignore")
     leaked = [v for v in ips | devices if v and v in text]
     # Device ids are numbers and may collide with other numbers: check IPs strictly, and

@@ -9,11 +9,12 @@ evidence a reviewer reads. Detectors never write files and never print.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import pyarrow as pa
 
 from likelens.features import Features
 
@@ -42,10 +43,38 @@ class Signal:
     reason: str                                 # vocabulary word for a flag this detector drives
     groups: tuple[Group, ...] = field(default_factory=tuple)
     account_group: Mapping[Any, int] = field(default_factory=dict)  # account -> index in groups
+    # Seeds of further bought components, for evidence whose members look unlike the
+    # detector's main catch (fusion gives each its own profile): name -> score per engagement.
+    components: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    """What a detector learned from the log it was fitted on: JSON-ready values (ceilings,
+    rates, thresholds) and Arrow tables (blocks, groups), saved in a model directory."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+
+    def value(self, name: str, learn: Callable[[], Any], *, fitting: bool) -> Any:
+        """The learned value ``name``: computed by ``learn`` and recorded when fitting, read
+        back when applying (so fit and apply run the same code on the same numbers)."""
+        if fitting:
+            self.values[name] = learn()
+        elif name not in self.values:
+            raise KeyError(f"the model has no {name!r}")
+        return self.values[name]
 
 
 class Detector:
-    """Base class: stores keyword parameters; subclasses implement ``_fit``."""
+    """Base class: stores keyword parameters; subclasses implement ``_run``.
+
+    ``fit(feats)`` learns from a log (``state_``) and labels it (``signal_``);
+    ``apply(feats, state)`` labels another log with what was learned, without learning
+    again. Both run ``_run``: with ``fitting`` true it computes and records what it learns,
+    otherwise it reads it from the state. On the log it was fitted on, apply gives the fit's
+    signal exactly.
+    """
 
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()  # "views", "device", "ip", "text"
@@ -61,14 +90,22 @@ class Detector:
         return all(have[n] for n in self.needs)
 
     def fit(self, feats: Features) -> Detector:
-        if not self.available(feats):
-            n = feats.engagements.num_rows
-            self.signal_ = Signal(self.name, self.get_params(), {}, np.zeros(n), self.reason)
-        else:
-            self.signal_ = self._fit(feats)
+        self.state_ = State()
+        self.signal_ = self._silent(feats) if not self.available(feats) else self._run(
+            feats, self.state_, fitting=True)
         return self
 
-    def _fit(self, feats: Features) -> Signal:  # pragma: no cover - abstract
+    def apply(self, feats: Features, state: State) -> Signal:
+        if not self.available(feats):
+            return self._silent(feats)
+        return self._run(feats, state, fitting=False)
+
+    def _silent(self, feats: Features) -> Signal:
+        n = feats.engagements.num_rows
+        return Signal(self.name, self.get_params(), {}, np.zeros(n), self.reason)
+
+    def _run(self, feats: Features, state: State, *, fitting: bool
+             ) -> Signal:  # pragma: no cover - abstract
         raise NotImplementedError
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from likelens.detect.base import Detector, Signal
+from likelens.detect.base import Detector, Signal, State
 from likelens.features import Features
 
 NEEDS_VIEW = ("like", "comment", "share")
@@ -31,7 +31,8 @@ class BehaviourDetector(Detector):
         self.min_cadence_events = min_cadence_events
         self.fast_chain_s = fast_chain_s
 
-    def _fit(self, feats: Features) -> Signal:
+    def _run(self, feats: Features, state: State, *, fitting: bool) -> Signal:
+        """A transform of the log: nothing here is learned."""
         e = feats.engagements
         needs_view = pc.is_in(e["action"], value_set=pa.array(NEEDS_VIEW)).to_numpy(
             zero_copy_only=False)

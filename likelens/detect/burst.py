@@ -17,13 +17,22 @@ on a boosted video is a real fan, and stays one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens import viewindex
 from likelens.arrays import distinct
-from likelens.detect.base import Detector, Signal, binomial_surprise, poisson_surprise, squash
+from likelens.detect.base import (
+    Detector,
+    Signal,
+    State,
+    binomial_surprise,
+    poisson_surprise,
+    squash,
+)
 from likelens.features import Features
 
 
@@ -56,8 +65,12 @@ class BurstDetector(Detector):
         self.min_opened, self.full_watch, self.loyal_share = min_opened, full_watch, loyal_share
         self.full_watch_min_s = full_watch_min_s
 
-    def _fit(self, feats: Features) -> Signal:
+    def _run(self, feats: Features, state: State, *, fitting: bool) -> Signal:
         con = feats.con
+
+        def learned(name: str, learn: Callable[[], float]) -> float:
+            return float(state.value(name, learn, fitting=fitting))
+
         b = int(self.bucket_s * 1000)
         # Views of the engagement's video in its own time bucket, from the view index.
         e = feats.engagements
@@ -80,8 +93,7 @@ class BurstDetector(Detector):
             WITH e AS (SELECT pos, target, video_id, action, ts // {b} AS bucket,
                               {task} AS task, video_views, bv.views AS bucket_views
                        FROM eng JOIN burst_bucket_views bv USING (pos)),
-            rate AS (SELECT avg(task::INT)::DOUBLE AS p,
-                            count(DISTINCT target) AS n_targets FROM e
+            rate AS (SELECT count(DISTINCT target) AS n_targets FROM e
                      WHERE action IN ('like', 'comment', 'share')),
             tt AS (SELECT target, count(*) FILTER (WHERE action IN ('like','comment','share'))
                           AS n, count(*) FILTER (WHERE task) AS k FROM e GROUP BY target),
@@ -92,7 +104,7 @@ class BurstDetector(Detector):
             hb AS (SELECT lb.video_id, lb.bucket, lb.likes,
                           lb.views * (lt.likes::DOUBLE + 1) / (lb.video_views + 1) AS expected
                    FROM lb JOIN lt USING (video_id))
-            SELECT e.pos, e.task, tt.k, tt.n * rate.p AS lam, rate.n_targets,
+            SELECT e.pos, e.task, tt.k, rate.n_targets,
                    hb.likes AS hour_likes, hb.expected AS hour_expected
             FROM e JOIN tt USING (target) CROSS JOIN rate
             LEFT JOIN hb ON hb.video_id = e.video_id AND hb.bucket = e.bucket
@@ -119,7 +131,8 @@ class BurstDetector(Detector):
         # with the views opened alone on the same video, at the conversion warm crowds reach
         # on this log; a task list converts nearly every opening into the engagement it paid
         # for.
-        conv, iso_total, iso_near = self._conversion(feats, alone, task_mask, vid, ts, near)
+        conv, iso_total, iso_near = self._conversion(feats, alone, task_mask, vid, ts, near,
+                                                     learned)
         k_near = task_near + 1.0
         # A pile spread over the day (a drip) has only the day's count against it; but an
         # engagement that arrived with a crowd of people opening the video, converting no more
@@ -132,9 +145,13 @@ class BurstDetector(Detector):
         hour_s = poisson_surprise(col("hour_likes"), col("hour_expected"),
                                   tests=n_targets * 24)
         target_s = np.where(task_mask, target_s, 0.0)
+        # Likes from inside a feed session are not task-shaped, but a paid person who took
+        # the task between their own videos still converts every opening the order made.
         watch = feats.engagements["watch_frac"].to_numpy(zero_copy_only=False).astype(float)
         # An in-session like with most of the video watched is a real fan inside a spike.
         fan = ~task_mask & (np.nan_to_num(watch, nan=0.0) >= 0.5)
+        session_s, session_excess = self._session_pile(feats, explained | fan, task_mask, vid,
+                                                       ts, near, n_targets, learned)
         hour_s = np.where(fan, 0.0, hour_s)
         surprise = np.maximum(target_s, hour_s)
         # The share of the pile that its organic explanation does not cover: the chance that one
@@ -143,15 +160,18 @@ class BurstDetector(Detector):
             task_excess = np.where(target_s > 0, np.maximum(
                 np.where(in_crowd, 0.0, bought_share(col("k"), iso_total, conv)),
                 bought_share(k_near, iso_near, conv)), 0.0)
+            task_excess = np.where(task_mask, task_excess, session_excess)
             hour_excess = np.where(hour_s > 0, 1.0 - col("hour_expected") / col("hour_likes"),
                                    0.0)
         columns = {"burst_surprise": surprise, "burst_task_surprise": target_s,
+                   "burst_session_surprise": session_s,
                    "burst_task_near": np.where(task_mask, np.log1p(task_near), 0.0),
                    "burst_hour_surprise": hour_s,
                    "burst_excess": np.clip(np.nan_to_num(np.maximum(task_excess, hour_excess)),
                                            0.0, 1.0)}
         return Signal(self.name, self.get_params(), columns,
-                      squash(surprise, self.half_surprise), self.reason)
+                      squash(surprise, self.half_surprise), self.reason,
+                      components={"burst_session": squash(session_s, self.half_surprise)})
 
     def _explained(self, feats: Features, acted: np.ndarray, alone: np.ndarray) -> np.ndarray:
         """Engagements a pile's surprise does not reach, because the account explains them:
@@ -193,8 +213,73 @@ class BurstDetector(Detector):
             loyal[rows] = ((videos_of_pair >= 2) & (share >= self.loyal_share))[inv]
         return acted & (through | loyal)
 
+    def _session_pile(self, feats: Features, explained: np.ndarray, task: np.ndarray,
+                      vid: np.ndarray, ts: np.ndarray, near: int, n_targets: float,
+                      learned: Callable[[str, Callable[[], float]], float]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Surprise and bought share of the likes around each in-session like, against the
+        video's views in the same window at the conversion ceiling of every opening (the
+        ``conversion_quantile`` of the videos' likes per view)."""
+        n = len(vid)
+        zero = np.zeros(n)
+        e = feats.engagements
+        like = np.asarray(pc.equal(e["action"], "like").to_numpy(zero_copy_only=False), bool)
+        views = (feats.videos.total(np.arange(int(vid.max(initial=-1)) + 1)).astype(float)
+                 if feats.videos is not None else np.zeros(0))
+        conv = learned("session_conversion_ceiling", lambda: self._ceiling(
+            np.bincount(vid[like & (vid >= 0)], minlength=len(views)), views))
+        if feats.videos is None or n == 0:
+            return zero, zero
+        has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
+        asked = like & has_view & ~task & ~explained & (vid >= 0)
+        asked &= ~self._repeat_engagers(feats, like, vid)
+        if not asked.any():
+            return zero, zero
+        rows = np.flatnonzero(asked)
+        lv = np.where(like, vid, -1)
+        k = viewindex.count_within(lv, len(views), ts, vid[rows], ts[rows] - near,
+                                   ts[rows] + near + 1).astype(float)
+        opened = feats.videos.between(vid[rows], ts[rows] - near, ts[rows] + near + 1)
+        surprise, share = zero.copy(), zero.copy()
+        surprise[rows] = binomial_surprise(k, np.maximum(k, opened), conv, tests=n_targets)
+        share[rows] = np.where(surprise[rows] > 0, bought_share(k, opened, conv), 0.0)
+        return surprise, share
+
+    @staticmethod
+    def _repeat_engagers(feats: Features, like: np.ndarray, vid: np.ndarray) -> np.ndarray:
+        """Likes by accounts that liked two or more of the creator's videos in the log: a
+        creator's fans (a fan club, followers sent by a push) come back video after video and
+        convert every opening; a paid person works for whichever customer the task list
+        shows."""
+        acc = feats.account_codes.astype(np.int64)
+        cre = feats.key_codes("creator_id").astype(np.int64)
+        ok = like & (vid >= 0) & (cre >= 0)
+        out = np.zeros(len(vid), dtype=bool)
+        rows = np.flatnonzero(ok)
+        if len(rows) == 0:
+            return out
+        n_cre = int(cre[rows].max()) + 1
+        _, inv = np.unique(acc[rows] * n_cre + cre[rows], return_inverse=True)
+        inv = inv.ravel().astype(np.int64)
+        n_vid = int(vid[rows].max()) + 1
+        videos_of_pair = np.bincount(distinct(inv * n_vid + vid[rows]) // n_vid,
+                                     minlength=int(inv.max()) + 1)
+        out[rows] = videos_of_pair[inv] >= 2
+        return out
+
+    def _ceiling(self, liked: np.ndarray, opened: np.ndarray) -> float:
+        """The ``conversion_quantile`` of the videos' likes per opening, over videos opened
+        ``min_opened`` times or more, within [0.05, ``max_conversion``]."""
+        liked = liked[: len(opened)]
+        enough = opened >= self.min_opened
+        rate = (float(np.quantile(liked[enough].astype(float) / opened[enough],
+                                  self.conversion_quantile))
+                if enough.any() else self.max_conversion)
+        return float(np.clip(rate, 0.05, self.max_conversion))
+
     def _conversion(self, feats: Features, shaped: np.ndarray, task: np.ndarray,
-                    vid: np.ndarray, ts: np.ndarray, near: int
+                    vid: np.ndarray, ts: np.ndarray, near: int,
+                    learned: Callable[[str, Callable[[], float]], float]
                     ) -> tuple[float, np.ndarray, np.ndarray]:
         """The conversion ceiling (the ``conversion_quantile`` of the videos' likes per view
         opened alone, at most ``max_conversion``, over every task-shaped like), and per
@@ -203,7 +288,7 @@ class BurstDetector(Detector):
         iso = feats.isolated_views
         if iso is None:  # no views: nothing explains a pile, and nothing measures one
             z = np.zeros(len(vid))
-            return self.max_conversion, z, z
+            return learned("conversion_ceiling", lambda: self.max_conversion), z, z
         e = feats.engagements
         like = np.asarray(pc.equal(e["action"], "like").to_numpy(zero_copy_only=False), bool)
         has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
@@ -213,11 +298,8 @@ class BurstDetector(Detector):
         # bought engagement converts every opening and would pull a pooled rate towards itself.
         liked = shaped & like & has_view & (vid >= 0)
         opened = iso.per_video().astype(float)
-        per_video = np.bincount(vid[liked], minlength=len(opened)).astype(float)
-        enough = opened >= self.min_opened
-        rate = (float(np.quantile(per_video[enough] / opened[enough], self.conversion_quantile))
-                if enough.any() else self.max_conversion)
-        conv = float(np.clip(rate, 0.05, self.max_conversion))
+        conv = learned("conversion_ceiling", lambda: self._ceiling(
+            np.bincount(vid[liked], minlength=len(opened)), opened))
         within = np.where(task, iso.between(np.where(task, vid, -1), ts - near, ts + near + 1),
                           0).astype(float)
         return conv, total, within

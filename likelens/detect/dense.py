@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens.arrays import distinct
-from likelens.detect.base import Detector, Group, Signal
+from likelens.detect.base import Detector, Group, Signal, State
 from likelens.features import Features, footprint
 
 
@@ -179,6 +179,16 @@ def _activity_rank(feats: Features) -> np.ndarray:
     return rank
 
 
+# A block: its accounts and targets (codes), its density and the null's.
+Block4 = tuple[np.ndarray, np.ndarray, float, float]
+
+
+def _target_key_of_code(feats: Features, g: Graph) -> pa.Array:
+    """The stable key (``Features.target_keys``) of every target code."""
+    _, first = np.unique(g.tgt, return_index=True)
+    return feats.target_keys().take(pa.array(first))
+
+
 def task_shaped(feats: Features) -> np.ndarray:
     """Engagements outside any feed session (or with no view before them where one is needed).
 
@@ -210,10 +220,42 @@ class DenseDetector(Detector):
         self.max_creator_share, self.push_window_s = max_creator_share, push_window_s
         self.null_draws = null_draws
 
-    def _fit(self, feats: Features) -> Signal:
+    def _run(self, feats: Features, state: State, *, fitting: bool) -> Signal:
+        """Fitting peels the blocks; applying reads them (accounts by user id, targets by
+        action and video) and finds their members' engagements in the log."""
         e = feats.engagements
         task = task_shaped(feats)
         g = account_target_graph(feats, task & ~self._pushed(feats))
+        acc = g.acc
+        if fitting:
+            blocks = self._learn_blocks(feats, g, task)
+            self._record(feats, g, blocks, state)
+        else:
+            blocks = self._recall(feats, g, state)
+        in_block_acc = np.full(g.n_acc, -1)
+        in_block_tgt = np.zeros(g.n_tgt, dtype=bool)
+        groups: list[Group] = []
+        for gid, (accs, tgts, density, null) in enumerate(blocks):
+            in_block_acc[accs] = gid
+            in_block_tgt[tgts] = True
+            groups.append(self._describe(feats, g, accs, tgts, density, null))
+        acct_in = in_block_acc[acc] >= 0
+        # Per event: a block account's task-shaped engagement is block work when it hits one of
+        # the blocks' targets or was made on a phone several engaging accounts share (a farm's);
+        # the same account's engagement inside a feed session, or alone on its own phone (a
+        # rented account's owner, a crowd worker's own push opens), is not.
+        event_in = acct_in & task & (in_block_tgt[g.tgt] | feats.shared_device())
+        users = e["user_id"].to_numpy(zero_copy_only=False)
+        account_group = {users[i]: int(in_block_acc[acc[i]])
+                         for i in np.flatnonzero(acct_in)}
+        score = np.where(event_in, 0.8, np.where(acct_in, 0.3, 0.0))
+        columns = {"dense_block": event_in.astype(float)}
+        return Signal(self.name, self.get_params(), columns, score, self.reason, tuple(groups),
+                      account_group)
+
+    def _learn_blocks(self, feats: Features, g: Graph, task: np.ndarray) -> list[Block4]:
+        """Peel blocks until one is no denser than the densest of ``null_draws`` shuffles:
+        (accounts, targets, density, null density) per block kept."""
         a, t, w, n_acc, n_tgt, deg_t, acc = g.a, g.t, g.w, g.n_acc, g.n_tgt, g.deg_t, g.acc
         # Rows weigh by how much of the account's engagement is task-shaped: a seller's
         # account engages almost only from a task list, while a heavy user who opens many
@@ -222,10 +264,7 @@ class DenseDetector(Detector):
         row_w = shaped / np.maximum(np.bincount(acc, minlength=n_acc), 1)
         w = w * row_w[a]
         rng = np.random.default_rng(self.seed)
-        self.null_densities_: list[float] = []
-        in_block_acc = np.full(n_acc, -1)
-        in_block_tgt = np.zeros(n_tgt, dtype=bool)
-        groups: list[Group] = []
+        blocks: list[Block4] = []
         keep = np.ones(len(a), dtype=bool)
         # The shuffle deals targets to edges in an order that does not depend on account
         # names: by what each account did, then by target.
@@ -247,8 +286,6 @@ class DenseDetector(Detector):
                 draw = peel(*bipartite_csr(a[slots], shuffled, n_acc, n_tgt,
                                            row_w[a[slots]] / np.log(deg_t[shuffled] + 5.0)))
                 null = draw if draw.density > null.density else null
-            self.null_densities_.append(null.density)
-            self.null_density_ = null.density
             accs = block.nodes[block.nodes < n_acc]
             tgts = block.nodes[block.nodes >= n_acc] - n_acc
             if block.density <= null.density or len(accs) < self.min_accounts:
@@ -259,23 +296,47 @@ class DenseDetector(Detector):
             # fan base (fan clubs opening every new video, superfans of a few creators).
             if self._fan_share(g, creator_of, accs, tgts) >= self.max_creator_share:
                 continue
-            gid = len(groups)
-            in_block_acc[accs] = gid
-            in_block_tgt[tgts] = True
-            groups.append(self._describe(feats, g, accs, tgts, block.density))
-        acct_in = in_block_acc[acc] >= 0
-        # Per event: a block account's task-shaped engagement is block work when it hits one of
-        # the blocks' targets or was made on a phone several engaging accounts share (a farm's);
-        # the same account's engagement inside a feed session, or alone on its own phone (a
-        # rented account's owner, a crowd worker's own push opens), is not.
-        event_in = acct_in & task & (in_block_tgt[g.tgt] | feats.shared_device())
-        users = e["user_id"].to_numpy(zero_copy_only=False)
-        account_group = {users[i]: int(in_block_acc[acc[i]])
-                         for i in np.flatnonzero(acct_in)}
-        score = np.where(event_in, 0.8, np.where(acct_in, 0.3, 0.0))
-        columns = {"dense_block": event_in.astype(float), "dense_account": acct_in.astype(float)}
-        return Signal(self.name, self.get_params(), columns, score, self.reason, tuple(groups),
-                      account_group)
+            blocks.append((accs, tgts, float(block.density), float(null.density)))
+        return blocks
+
+    @staticmethod
+    def _record(feats: Features, g: Graph, blocks: list[Block4], state: State) -> None:
+        """Blocks as tables: accounts by user id, targets by action and video."""
+        ids = feats.account_ids()
+        keys = _target_key_of_code(feats, g)
+        acc_of = [np.asarray(b[0], dtype=np.int64) for b in blocks]
+        tgt_of = [np.asarray(b[1], dtype=np.int64) for b in blocks]
+        gid = np.arange(len(blocks), dtype=np.int64)
+        state.tables["members"] = pa.table({
+            "user_id": ids.take(pa.array(np.concatenate([np.zeros(0, np.int64), *acc_of]))),
+            "block": np.repeat(gid, [len(x) for x in acc_of])})
+        state.tables["targets"] = pa.table({
+            "target": keys.take(pa.array(np.concatenate([np.zeros(0, np.int64), *tgt_of]))),
+            "block": np.repeat(gid, [len(x) for x in tgt_of])})
+        state.tables["blocks"] = pa.table({
+            "block": gid, "density": pa.array([b[2] for b in blocks], pa.float64()),
+            "null_density": pa.array([b[3] for b in blocks], pa.float64())})
+
+    @staticmethod
+    def _recall(feats: Features, g: Graph, state: State) -> list[Block4]:
+        """The recorded blocks, in this log's codes; blocks none of whose accounts is here
+        are left out."""
+        members, targets, info = (state.tables["members"], state.tables["targets"],
+                                  state.tables["blocks"])
+        at = feats.codes_of_accounts(members["user_id"])
+        m_block = members["block"].to_numpy()
+        keys = _target_key_of_code(feats, g)
+        t_at = pc.fill_null(pc.index_in(targets["target"], value_set=keys), -1).to_numpy(
+            zero_copy_only=False).astype(np.int64)
+        t_block = targets["block"].to_numpy()
+        out: list[Block4] = []
+        for b, density, null in zip(info["block"].to_numpy(), info["density"].to_numpy(),
+                                    info["null_density"].to_numpy(), strict=True):
+            accs = np.sort(at[(m_block == b) & (at >= 0)])
+            if len(accs):
+                tgts = np.sort(t_at[(t_block == b) & (t_at >= 0)])
+                out.append((accs, tgts, float(density), float(null)))
+        return out
 
     def _pushed(self, feats: Features) -> np.ndarray:
         """Engagements in the first ``push_window_s`` of a video that came out during the log
@@ -316,7 +377,7 @@ class DenseDetector(Detector):
         return out
 
     def _describe(self, feats: Features, g: Graph, accs: np.ndarray, tgts: np.ndarray,
-                  density: float) -> Group:
+                  density: float, null_density: float) -> Group:
         acc_in = np.zeros(g.n_acc, dtype=bool)
         acc_in[accs] = True
         tgt_in = np.zeros(g.n_tgt, dtype=bool)
@@ -325,7 +386,7 @@ class DenseDetector(Detector):
         fill = fp.engagements / max(len(accs) * len(tgts), 1)
         evidence = (f"{len(accs)} accounts and {len(tgts)} targets form a block "
                     f"{fill:.0%} filled ({fp.engagements} engagements); density {density:.1f} "
-                    f"against {self.null_density_:.1f} for the shuffled graph; {fp.devices} "
+                    f"against {null_density:.1f} for the shuffled graph; {fp.devices} "
                     f"devices, {fp.networks} /24 ranges")
         return Group("dense", fp.users, fp.videos, fp.first_ts, fp.last_ts, evidence,
-                     float(density / max(self.null_density_, 1e-9)))
+                     float(density / max(null_density, 1e-9)))

@@ -20,7 +20,8 @@ sum of (1 - p). This is estimated without labels and checked against truth in th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +54,7 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
     # pile's members are weighed by burst_excess, and capped by it (``_sole_evidence_cap``).
     "burst_hour_surprise": ((0.5, 3.0, 10.0), "video_burst"),
     "burst_excess": (EXCESS_EDGES, "video_burst"),
+    "burst_session_surprise": ((0.5, 3.0, 10.0, 30.0), "video_burst"),
     "burst_task_near": ((0.5, 1.2, 2.0, 3.0), "video_burst"),
     "template_accounts": ((0.5, 1.5, 2.5), "templated_text"),
 }
@@ -70,7 +72,8 @@ BINS: dict[str, tuple[tuple[float, ...], str]] = {
 # beyond them.
 COLLECTIVE = ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise",
               "acct_infra_surprise",
-              "lockstep_met", "lockstep_group", "dense_block", "burst_task_surprise")
+              "lockstep_met", "lockstep_group", "dense_block", "burst_task_surprise",
+              "burst_session_surprise")
 
 
 # Evidence about the account rather than the engagement. It applies to an engagement only when
@@ -130,55 +133,121 @@ def _codes(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     return codes
 
 
-def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
-         action: np.ndarray | pa.Array | pa.ChunkedArray, *, context: np.ndarray | None = None,
-         target_fpr: float = 0.001, iterations: int = 100, alpha: float = 1.0) -> Fusion:
-    """Fit the mixture (organic + one bought component per detector) and flag at the target.
+@dataclass(frozen=True)
+class FusionModel:
+    """What fusion learned from a log, enough to score another one without refitting.
 
-    Bought engagement is not one thing: bots, farms and paid people leave different traces, so
-    one bought class would average them and lose the rarest. Each detector seeds its own bought
-    component with its standalone scores; EM then lets each component learn the profile of what
-    it caught. P(bought) is one minus the organic component's responsibility.
-
-    Engagements with the same bins are the same to the model, so EM runs over the distinct bin
-    patterns weighted by how often each occurs: thousands of rows instead of millions.
-
-    ``context`` marks the engagements to which account-level columns apply; elsewhere those
-    columns are neutral (see ``ACCOUNT_LEVEL``). Without it they apply everywhere.
+    ``logt[c, b]`` is the log-probability of bin ``b`` in component ``c`` (0 is organic), with
+    the bins of every column of ``names`` (cut at ``edges``) and then the actions laid end to
+    end; ``prior`` and ``taus`` are the components' weights and temperings; ``threshold`` is the
+    score at or above which an engagement is flagged.
     """
-    if len(action) == 0:  # a log with views only: nothing to decide
-        return Fusion(np.zeros(0), np.zeros(0, dtype=bool), pa.array([], pa.list_(pa.string())),
-                      1.0, 0.0, 1.0, 0.0, 0)
-    # An account's infrastructure evidence follows its infrastructure: the owner of a rented
-    # account, liking from their own phone, is not on the farm's device or subnet, even when
-    # they open a video alone. It applies where this engagement's own device or network
-    # converges, or where it was made on a phone that several engaging accounts share.
-    infra_ctx = infra_context(columns) if context is not None else None
-    if infra_ctx is not None and "dev_shared" in columns:
-        infra_ctx = infra_ctx | (np.nan_to_num(np.asarray(columns["dev_shared"], float)) > 0)
 
-    def column(c: str) -> np.ndarray:
-        """A column as the model sees it: account-level ones neutral outside ``context``."""
-        v = columns[c]
-        if c == "acct_infra_surprise" and infra_ctx is not None:
-            return np.where(infra_ctx, v, 0.0)
-        return np.where(context, v, 0.0) if context is not None and c in ACCOUNT_LEVEL else v
+    names: tuple[str, ...]
+    edges: tuple[tuple[float, ...], ...]
+    actions: tuple[str, ...]
+    components: tuple[str, ...]
+    logt: np.ndarray
+    prior: np.ndarray
+    taus: np.ndarray
+    threshold: float
+    estimated_fpr: float
+    target_fpr: float
+    iterations: int
 
-    names = [c for c in BINS if c in columns and np.nanmax(np.abs(column(c)), initial=0) > 0]
-    n = len(action)
-    # Action codes by Arrow's hash encoding: np.unique would sort millions of strings.
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready; floats survive the round trip exactly (``repr`` is shortest-exact)."""
+        return {"names": list(self.names), "edges": [list(e) for e in self.edges],
+                "actions": list(self.actions), "components": list(self.components),
+                "logt": self.logt.tolist(), "prior": self.prior.tolist(),
+                "taus": self.taus.tolist(), "threshold": self.threshold,
+                "estimated_fpr": self.estimated_fpr, "target_fpr": self.target_fpr,
+                "iterations": self.iterations}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FusionModel:
+        return cls(tuple(d["names"]), tuple(tuple(float(x) for x in e) for e in d["edges"]),
+                   tuple(d["actions"]), tuple(d["components"]),
+                   np.asarray(d["logt"], dtype=float), np.asarray(d["prior"], dtype=float),
+                   np.asarray(d["taus"], dtype=float), float(d["threshold"]),
+                   float(d["estimated_fpr"]), float(d["target_fpr"]), int(d["iterations"]))
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    """The distinct evidence patterns of a log: per pattern its first row, row count, bin codes
+    (offset into the model's bins), whether it has collective evidence and which of its codes
+    say nothing (a silent collective column, an action the model never saw); per row its
+    pattern."""
+
+    first: np.ndarray
+    inverse: np.ndarray
+    weight: np.ndarray
+    flat: np.ndarray
+    collective: np.ndarray
+    silent: np.ndarray
+
+
+class _View:
+    """The evidence columns as the model sees them: account-level ones neutral outside
+    ``context``, an account's infrastructure evidence only on converging or shared
+    infrastructure."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray], context: np.ndarray | None) -> None:
+        self.columns, self.context = columns, context
+        # The owner of a rented account, liking from their own phone, is not on the farm's
+        # device or subnet, even when they open a video alone: an account's infrastructure
+        # evidence applies where this engagement's own device or network converges, or where it
+        # was made on a phone that several engaging accounts share.
+        infra_ctx = infra_context(columns) if context is not None else None
+        if infra_ctx is not None and "dev_shared" in columns:
+            infra_ctx = infra_ctx | (np.nan_to_num(np.asarray(columns["dev_shared"], float)) > 0)
+        self.infra_ctx = infra_ctx
+
+    def __call__(self, c: str) -> np.ndarray:
+        v = self.columns[c]
+        if c == "acct_infra_surprise" and self.infra_ctx is not None:
+            return np.where(self.infra_ctx, v, 0.0)
+        if self.context is not None and c in ACCOUNT_LEVEL:
+            return np.where(self.context, v, 0.0)
+        return v
+
+    def collective(self, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=bool)
+        for c in COLLECTIVE:
+            if c in self.columns:
+                out |= np.nan_to_num(np.asarray(self(c), dtype=float)) > 0
+        return out
+
+
+def _action_codes(action: np.ndarray | pa.Array | pa.ChunkedArray,
+                  known: Sequence[str] | None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Action codes by Arrow's hash encoding (np.unique would sort millions of strings): the
+    log's own dictionary when fitting, the model's (unknown actions: -1) when applying."""
     encoded = pc.dictionary_encode(pa.array(action) if isinstance(action, np.ndarray)
                                    else action)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
-    actions = encoded.dictionary
-    act_codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    sizes = np.array([len(BINS[c][0]) + 2 for c in names] + [len(actions)])
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    words = tuple(encoded.dictionary.to_pylist())
+    if known is None:
+        return codes, words
+    lookup = np.array([known.index(w) if w in known else -1 for w in words] or [0],
+                      dtype=np.int64)
+    return lookup[codes], tuple(known)
+
+
+def _patterns(view: _View, names: Sequence[str], edges: Sequence[Sequence[float]],
+              act_codes: np.ndarray, n_actions: int) -> _Patterns:
+    """Group rows by their evidence pattern: engagements with the same bins are the same to the
+    model, so EM and scoring run over thousands of patterns instead of millions of rows."""
+    n = len(act_codes)
+    # The key keeps an action the model does not know apart (its own code, n_actions); its
+    # bin is the first action's, silenced.
+    sizes = np.array([len(e) + 2 for e in edges] + [n_actions + 1])
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    collective = np.zeros(n, dtype=bool)
-    for c in COLLECTIVE:
-        if c in columns:
-            collective |= np.nan_to_num(np.asarray(column(c), dtype=float)) > 0
+    act = np.where(act_codes >= 0, act_codes, n_actions)
+    collective = view.collective(n)
     # One mixed-radix integer per row (bins of every column, then the collective flag), so the
     # distinct patterns come from a 1-D unique instead of a row-wise one. It is built one
     # column at a time: no column's bins are kept for every row, only for one row per pattern.
@@ -186,85 +255,183 @@ def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
         key = collective.astype(np.int64)
         for j, c in enumerate(names):
             key *= int(sizes[j])
-            key += _codes(column(c), BINS[c][0])
+            key += _codes(view(c), edges[j])
         key *= int(sizes[-1])
-        key += act_codes
-        uniq, first, inverse, weight = np.unique(key, return_index=True, return_inverse=True,
-                                                 return_counts=True)
+        key += act
+        _, first, inverse, weight = np.unique(key, return_index=True, return_inverse=True,
+                                              return_counts=True)
         del key
     else:  # too many columns for one integer: the slower row-wise unique
-        rows = np.vstack([*(_codes(column(c), BINS[c][0]) for c in names), act_codes,
+        rows = np.vstack([*(_codes(view(c), edges[j]) for j, c in enumerate(names)), act,
                           collective]).T
-        uniq, first, inverse, weight = np.unique(rows, axis=0, return_index=True,
-                                                 return_inverse=True, return_counts=True)
+        _, first, inverse, weight = np.unique(rows, axis=0, return_index=True,
+                                              return_inverse=True, return_counts=True)
         del rows
-    inverse = inverse.ravel()
-    flat = np.vstack([_codes(column(c)[first], BINS[c][0]) + offsets[j]
-                      for j, c in enumerate(names)] + [act_codes[first] + offsets[-1]])
-    pat_collective = collective[first]
-    n_pat = len(uniq)
-
-    seeds = [np.clip(np.asarray(s, dtype=float), 0.0, 1.0) for s in starts.values()] or \
-        [np.zeros(n)]
-    top = np.maximum.reduce(seeds)
-    row_r = np.vstack([np.clip(1.0 - top, 0.02, 1.0)] + [np.clip(s, 0.01, 1.0) for s in seeds])
-    r = np.vstack([np.bincount(inverse, weights=x, minlength=n_pat) for x in row_r]) / weight
-    r[1:, ~pat_collective] = 0.0
-    r /= r.sum(axis=0)
-    n_comp = r.shape[0]
-    n_bins = int(sizes.sum())
-    seg = np.repeat(np.arange(len(sizes)), sizes)
+    unknown = act[first] == n_actions
+    flat = np.vstack([_codes(view(c)[first], edges[j]) + offsets[j]
+                      for j, c in enumerate(names)] + [np.where(unknown, 0, act[first])
+                                                       + offsets[-1]])
     # Collective evidence is one-sided: each supply trips some detectors and not others, so a
     # detector that stays silent says nothing either way (its zero bin carries no weight).
     one_sided = np.array([c in COLLECTIVE for c in names] + [False])
     silent = one_sided[:, None] & (flat == offsets[:, None])
-    terms = np.zeros((n_comp, flat.shape[0], n_pat))
+    silent[-1] |= unknown
+    return _Patterns(first, inverse.ravel(), weight, flat, collective[first], silent)
+
+
+def _terms(logt: np.ndarray, pats: _Patterns) -> np.ndarray:
+    """Per component, column and pattern: the log-ratio of the pattern's bin against organic."""
+    n_comp = logt.shape[0]
+    terms = np.zeros((n_comp, pats.flat.shape[0], pats.flat.shape[1]))
+    for c in range(1, n_comp):
+        terms[c] = np.where(pats.silent, 0.0, logt[c][pats.flat] - logt[0][pats.flat])
+    return terms
+
+
+def _posterior(terms: np.ndarray, prior: np.ndarray, taus: np.ndarray,
+               collective: np.ndarray) -> np.ndarray:
+    """Responsibilities per component and pattern; bought components only where there is
+    collective evidence."""
+    n_comp, _, n_pat = terms.shape
+    logit = np.zeros((n_comp, n_pat))
+    for c in range(1, n_comp):
+        logit[c] = np.log(prior[c] / prior[0]) + terms[c].sum(axis=0) / taus[c]
+    logit -= logit.max(axis=0)
+    r = np.exp(logit)
+    r[1:, ~collective] = 0.0
+    r /= r.sum(axis=0)
+    return r
+
+
+def fit_fusion(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
+               action: np.ndarray | pa.Array | pa.ChunkedArray, *,
+               context: np.ndarray | None = None, target_fpr: float = 0.001,
+               iterations: int = 100, alpha: float = 1.0) -> tuple[FusionModel, Fusion]:
+    """Fit the mixture (organic + one bought component per detector) and flag at the target.
+
+    Bought engagement is not one thing: bots, farms and paid people leave different traces, so
+    one bought class would average them and lose the rarest. Each detector seeds its own bought
+    component with its standalone scores; EM then lets each component learn the profile of what
+    it caught. P(bought) is one minus the organic component's responsibility.
+
+    ``context`` marks the engagements to which account-level columns apply; elsewhere those
+    columns are neutral (see ``ACCOUNT_LEVEL``). Without it they apply everywhere.
+
+    Returns the model and the log's own decisions, which are ``apply_fusion(model, ...)`` on
+    the same columns: the fitted labelling is the applied one by construction.
+    """
+    n = len(action)
+    if n == 0:
+        empty = FusionModel((), (), (), ("organic",), np.zeros((1, 0)), np.ones(1), np.ones(1),
+                            1.0, 0.0, target_fpr, 0)
+        return empty, _empty(1.0, 0.0)
+    view = _View(columns, context)
+    names = [c for c in BINS if c in columns and np.nanmax(np.abs(view(c)), initial=0) > 0]
+    edges = [BINS[c][0] for c in names]
+    act_codes, actions = _action_codes(action, None)
+    pats = _patterns(view, names, edges, act_codes, len(actions))
+    n_pat = len(pats.weight)
+    seeds = [np.clip(np.asarray(s, dtype=float), 0.0, 1.0) for s in starts.values()] or \
+        [np.zeros(n)]
+    top = np.maximum.reduce(seeds)
+    row_r = np.vstack([np.clip(1.0 - top, 0.02, 1.0)] + [np.clip(s, 0.01, 1.0) for s in seeds])
+    r = np.vstack([np.bincount(pats.inverse, weights=x, minlength=n_pat)
+                   for x in row_r]) / pats.weight
+    r[1:, ~pats.collective] = 0.0
+    r /= r.sum(axis=0)
+    n_comp = r.shape[0]
+    n_bins = sum(len(e) + 2 for e in edges) + len(actions)
+    seg = np.repeat(np.arange(len(edges) + 1), [len(e) + 2 for e in edges] + [len(actions)])
     taus = np.ones(n_comp)
+    logt = np.zeros((n_comp, n_bins))
+    prior = np.ones(n_comp)
     it = 0
     while it < iterations:
         it += 1
-        mass = r * weight
+        mass = r * pats.weight
         prior = np.clip(mass.sum(axis=1) / n, 1e-9, None)
         logt = np.empty((n_comp, n_bins))
         for c in range(n_comp):
-            counts = np.bincount(flat.ravel(), weights=np.tile(mass[c], flat.shape[0]),
+            counts = np.bincount(pats.flat.ravel(), weights=np.tile(mass[c], pats.flat.shape[0]),
                                  minlength=n_bins) + alpha
             logt[c] = np.log(counts / np.bincount(seg, weights=counts)[seg])
-        logit = np.zeros((n_comp, n_pat))
+        terms = _terms(logt, pats)
         for c in range(1, n_comp):
-            terms[c] = np.where(silent, 0.0, logt[c][flat] - logt[0][flat])
             taus[c] = _tau(terms[c], mass[0])
-            logit[c] = np.log(prior[c] / prior[0]) + terms[c].sum(axis=0) / taus[c]
-        logit -= logit.max(axis=0)
-        new_r = np.exp(logit)
-        new_r[1:, ~pat_collective] = 0.0
-        new_r /= new_r.sum(axis=0)
+        new_r = _posterior(terms, prior, taus, pats.collective)
         done = np.max(np.abs(new_r - r)) < 1e-6
         r = new_r
         if done:
             break
-    # Everything from here is decided per pattern, then spread to its rows.
-    p_pat = _sole_evidence_cap(1.0 - r[0], columns, column, first)
-    threshold, est = _threshold(p_pat, weight, target_fpr)
-    flagged_pat = p_pat >= threshold
+    components = ("organic", *starts) if starts else ("organic", "none")
+    model = FusionModel(tuple(names), tuple(tuple(e) for e in edges), actions, components,
+                        logt, prior, taus.copy(), 1.0, 0.0, target_fpr, it)
+    p_pat = _sole_evidence_cap(1.0 - r[0], columns, view, pats.first)
+    threshold, est = _threshold(p_pat, pats.weight, target_fpr)
+    model = replace(model, threshold=threshold, estimated_fpr=est)
+    return model, _decide(model, pats, _terms(logt, pats), columns, view)
+
+
+def apply_fusion(model: FusionModel, columns: Mapping[str, np.ndarray],
+                 action: np.ndarray | pa.Array | pa.ChunkedArray, *,
+                 context: np.ndarray | None = None) -> Fusion:
+    """Score a log with a fitted model: its bin tables, weights and threshold, no EM.
+
+    A column the model knows but this log lacks is silent; one it does not know is ignored.
+    """
+    n = len(action)
+    if n == 0:
+        return _empty(model.threshold, model.estimated_fpr)
+    # A collective column the log lacks is silent; any other is missing (its own bin).
+    present = {c: columns[c] if c in columns else np.full(n, 0.0 if c in COLLECTIVE else np.nan)
+               for c in model.names}
+    present |= {c: v for c, v in columns.items() if c not in present}
+    view = _View(present, context)
+    act_codes, _ = _action_codes(action, model.actions)
+    pats = _patterns(view, model.names, model.edges, act_codes, len(model.actions))
+    return _decide(model, pats, _terms(model.logt, pats), present, view)
+
+
+def _decide(model: FusionModel, pats: _Patterns, terms: np.ndarray,
+            columns: Mapping[str, np.ndarray], view: _View) -> Fusion:
+    """Probabilities, flags and reasons per pattern from the model, spread to the rows."""
+    r = _posterior(terms, model.prior, model.taus, pats.collective)
+    p_pat = _sole_evidence_cap(1.0 - r[0], columns, view, pats.first)
+    flagged_pat = p_pat >= model.threshold
+    n_comp, n_pat = r.shape
     if n_comp > 1:
         best = 1 + np.argmax(r[1:], axis=0)
         chosen = terms[best, :, np.arange(n_pat)].T
     else:
-        chosen = np.zeros((flat.shape[0], n_pat))
+        chosen = np.zeros((pats.flat.shape[0], n_pat))
+    names = list(model.names)
     reasons_pat = pa.array(_reasons(names, chosen[: len(names)], flagged_pat),
                            pa.list_(pa.string()))
-    p = p_pat[inverse]
-    return Fusion(p, flagged_pat[inverse], reasons_pat.take(pa.array(inverse)), threshold, est,
-                  float(taus[1:].max(initial=1.0)), float(p.mean()), it)
+    p = p_pat[pats.inverse]
+    return Fusion(p, flagged_pat[pats.inverse], reasons_pat.take(pa.array(pats.inverse)),
+                  model.threshold, model.estimated_fpr,
+                  float(model.taus[1:].max(initial=1.0)), float(p.mean()), model.iterations)
 
+
+def _empty(threshold: float, estimated_fpr: float) -> Fusion:
+    """A log with views only: nothing to decide."""
+    return Fusion(np.zeros(0), np.zeros(0, dtype=bool), pa.array([], pa.list_(pa.string())),
+                  threshold, estimated_fpr, 1.0, 0.0, 0)
+
+
+def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
+         action: np.ndarray | pa.Array | pa.ChunkedArray, *, context: np.ndarray | None = None,
+         target_fpr: float = 0.001, iterations: int = 100, alpha: float = 1.0) -> Fusion:
+    """Fit and label one log (``fit_fusion`` without keeping the model)."""
+    return fit_fusion(columns, starts, action, context=context, target_fpr=target_fpr,
+                      iterations=iterations, alpha=alpha)[1]
 
 # Collective evidence whose own null says how much of it chance explains: the gate column, and
 # the column with the share of the unit (a target's pile) that the organic explanation leaves
 # over. A dense block's density against the shuffled graph's densest block was tried as such a
 # share (1 - null / density) and rejected: sellers' blocks are barely denser than that null
 # too (1.01-1.17 times on small-orders, 69-100 % bought), so it capped them away.
-SOLE_CAPS = {"burst_task_surprise": "burst_excess"}
+SOLE_CAPS = {"burst_task_surprise": "burst_excess", "burst_session_surprise": "burst_excess"}
 CAP_EDGES = (0.0, *EXCESS_EDGES)
 
 

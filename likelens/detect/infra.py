@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from likelens.arrays import distinct_per_key
-from likelens.detect.base import Detector, Signal, poisson_surprise, squash
+from likelens.detect.base import Detector, Signal, State, poisson_surprise, squash
 from likelens.features import Features
 
 # The range key is the site subnet (/24 for IPv4, /64 for IPv6), not IPv6's /48: a carrier's
@@ -57,7 +57,7 @@ class InfraDetector(Detector):
     def __init__(self, *, half_surprise: float = 4.0) -> None:
         self.half_surprise = half_surprise
 
-    def _fit(self, feats: Features) -> Signal:
+    def _run(self, feats: Features, state: State, *, fitting: bool) -> Signal:
         n = feats.engagements.num_rows
         columns: dict[str, np.ndarray] = {}
         present = {"device_hash": feats.has_device, "ip_hash": feats.has_ip,
@@ -72,8 +72,10 @@ class InfraDetector(Detector):
             obs, lam = _convergence(codes[key], tgt, acc)
             columns[f"{short}_surprise"] = poisson_surprise(obs, lam, tests=n)
         if "device_hash" in codes:
-            columns["dev_accounts_surprise"] = self._accounts_per_device(codes["device_hash"],
-                                                                         acc)
+            dev = codes["device_hash"]
+            q = state.value("device_share_decay", lambda: self._share_decay(dev, acc),
+                            fitting=fitting)
+            columns["dev_accounts_surprise"] = self._accounts_per_device(dev, acc, q)
             # Not evidence (families share phones): it tells fusion whether an engagement was
             # made on a phone of the account's own or on one it shares.
             columns["dev_shared"] = feats.shared_device().astype(float)
@@ -90,23 +92,29 @@ class InfraDetector(Detector):
                       self.reason)
 
     @staticmethod
-    def _accounts_per_device(dev: np.ndarray, acc: np.ndarray) -> np.ndarray:
-        """Surprise of a device's account count against the organic sharing rate.
+    def _share_decay(dev: np.ndarray, acc: np.ndarray) -> float:
+        """The organic sharing rate, learned from the log's own shared devices (families):
+        q = P(K >= 3) / P(K >= 2), the chance a shared device carries one more account, over
+        devices that engaged at all (a farm phone's accounts are there to engage, and a family
+        member who only watches says nothing about the phone)."""
+        has = dev >= 0
+        if not has.any():
+            return 0.5
+        k_all = distinct_per_key(dev[has], acc[has]).astype(float)
+        k = k_all[k_all > 0]
+        shared = float(np.sum(k >= 2))
+        q = float(np.sum(k >= 3)) / shared if shared else 0.5
+        return min(max(q, 1e-3), 0.9)
 
-        Accounts are the engaging ones: a farm phone's accounts are there to engage, and a
-        family member who only watches says nothing about the phone. Shared devices are common
-        (families), so the null is geometric with the decay the log's own shared devices show:
-        q = P(K >= 3) / P(K >= 2), the chance a shared device carries one more account. A
-        device's count k is scored by -log10 q^(k-2), Bonferroni-corrected for the number of
-        devices.
-        """
+    @staticmethod
+    def _accounts_per_device(dev: np.ndarray, acc: np.ndarray, q: float) -> np.ndarray:
+        """Surprise of a device's engaging-account count against the sharing rate ``q``: a
+        geometric null, count k scored by -log10 q^(k-2), Bonferroni-corrected for the
+        number of devices that engaged."""
         has = dev >= 0
         if not has.any():
             return np.zeros(len(dev))
         k_all = distinct_per_key(dev[has], acc[has]).astype(float)
         k = k_all[k_all > 0]  # devices that engaged at all
-        shared = float(np.sum(k >= 2))
-        q = float(np.sum(k >= 3)) / shared if shared else 0.5
-        q = min(max(q, 1e-3), 0.9)
         surprise = np.maximum(np.maximum(k_all - 2, 0) * -np.log10(q) - np.log10(len(k)), 0.0)
         return np.where(has, surprise[np.maximum(dev, 0)], 0.0)

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from likelens import viewindex
 from likelens.arrays import distinct
-from likelens.detect.base import Detector, Group, Signal
+from likelens.detect.base import Detector, Group, Signal, State
 from likelens.features import Features, footprint
 
 
@@ -155,29 +155,33 @@ class LockstepDetector(Detector):
         self.max_cell = max_cell
         self.shift_s, self.max_null_share, self.seed = shift_s, max_null_share, seed
 
-    def _fit(self, feats: Features) -> Signal:
+    def _run(self, feats: Features, state: State, *, fitting: bool) -> Signal:
+        """Fitting learns the shared-target threshold (against the shifted null) and the groups
+        (connected pairs); applying reads both and finds the groups' members in the log."""
         con = feats.con
         w = int(self.window_s * 1000)
-        real = self._pairs(feats, w, shift=False)
-        null = self._pairs(feats, w, shift=True)
-        self.min_shared_ = self._choose_min_shared(_histogram(real[2]), _histogram(null[2]))
-        keep = real[2] >= self.min_shared_
         n_acc = feats.n_accounts
-        a, b = real[0][keep], real[1][keep]
-        partners = np.bincount(np.concatenate([a, b]), minlength=n_acc).astype(float)
         codes = feats.account_codes
         n = feats.engagements.num_rows
-        group_of = np.full(n_acc, -1)
+        if fitting:
+            group_of = self._learn_groups(feats, w)
+            members = np.flatnonzero(group_of >= 0)
+            state.tables["members"] = pa.table({
+                "user_id": feats.account_ids().take(pa.array(members)),
+                "group": pa.array(group_of[members], pa.int64())})
+            state.values["min_shared"] = self.min_shared_
+        else:
+            self.min_shared_ = int(state.values["min_shared"])
+            members = state.tables["members"]
+            at = feats.codes_of_accounts(members["user_id"])
+            group_of = np.full(n_acc, -1)
+            found = at >= 0
+            # Groups keep their order; those with no member in this log are left out.
+            _, compact = np.unique(members["group"].to_numpy()[found], return_inverse=True)
+            group_of[at[found]] = compact.ravel()
         groups: list[Group] = []
         account_group: dict[object, int] = {}
-        if len(a):
-            involved = distinct(np.concatenate([a, b]))
-            local = np.searchsorted(involved, np.concatenate([a, b]))
-            half = len(a)
-            comp = components(len(involved), local[:half], local[half:])
-            labels, sizes = np.unique(comp, return_counts=True)
-            for gi, lab in enumerate(labels[sizes >= self.min_group]):
-                group_of[involved[comp == lab]] = gi
+        if (group_of >= 0).any():
             # Each group's engagements, found in one pass over the log.
             row_group = group_of[codes]
             rows = np.flatnonzero(row_group >= 0)
@@ -205,11 +209,29 @@ class LockstepDetector(Detector):
         met_col[met["pos"].to_numpy()] = met["met"].to_numpy()
         score = np.where(in_group & (met_col > 0), np.minimum(1.0, 0.5 + 0.1 * met_col),
                          np.where(in_group, 0.25, 0.0))
-        columns = {"lockstep_partners": np.log1p(partners[codes]),
-                   "lockstep_met": np.log1p(met_col), "lockstep_group": in_group.astype(float)}
+        columns = {"lockstep_met": np.log1p(met_col), "lockstep_group": in_group.astype(float)}
         return Signal(self.name, self.get_params(), columns, score, self.reason, tuple(groups),
                       account_group)
 
+
+    def _learn_groups(self, feats: Features, w: int) -> np.ndarray:
+        """Group per account code (-1: none): accounts joined by pairs that met on
+        ``min_shared_`` targets or more, in components of ``min_group`` accounts or more."""
+        real = self._pairs(feats, w, shift=False)
+        null = self._pairs(feats, w, shift=True)
+        self.min_shared_ = self._choose_min_shared(_histogram(real[2]), _histogram(null[2]))
+        keep = real[2] >= self.min_shared_
+        a, b = real[0][keep], real[1][keep]
+        group_of = np.full(feats.n_accounts, -1)
+        if len(a):
+            involved = distinct(np.concatenate([a, b]))
+            local = np.searchsorted(involved, np.concatenate([a, b]))
+            half = len(a)
+            comp = components(len(involved), local[:half], local[half:])
+            labels, sizes = np.unique(comp, return_counts=True)
+            for gi, lab in enumerate(labels[sizes >= self.min_group]):
+                group_of[involved[comp == lab]] = gi
+        return group_of
 
     def _choose_min_shared(self, real: dict[int, int], null: dict[int, int]) -> int:
         """Smallest shared-target count at which chance explains few of the pairs found.

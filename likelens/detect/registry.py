@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from likelens.detect.base import Detector
+from likelens.errors import SettingError
 
 
 @dataclass(frozen=True)
@@ -44,3 +47,43 @@ def get(name: str) -> DetectorSpec:
         if spec.name == name:
             return spec
     raise KeyError(name)
+
+
+def _cast(text: str, default: Any, where: str) -> Any:
+    """``text`` as the type of the parameter's default."""
+    try:
+        if isinstance(default, bool):
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(text)
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        raise SettingError(f"--set {where}: {text!r} is not a {type(default).__name__}") from None
+    return text
+
+
+def parse_settings(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``DETECTOR.PARAM=VALUE`` strings to parameters per detector, checked against the
+    detectors' own constructors: an unknown name fails with the list of valid ones."""
+    out: dict[str, dict[str, Any]] = {}
+    names = [spec.name for spec in REGISTRY]
+    for item in items:
+        key, sep, text = item.partition("=")
+        det, dot, param = key.strip().partition(".")
+        if not sep or not dot or not param:
+            raise SettingError(f"--set {item!r}: expected DETECTOR.PARAM=VALUE, e.g. "
+                               "lockstep.window_s=300")
+        if det not in names:
+            raise SettingError(f"--set {item!r}: no detector {det!r}; detectors: "
+                               + ", ".join(names))
+        defaults = get(det).create().get_params()
+        if param not in defaults:
+            raise SettingError(f"--set {item!r}: {det} has no parameter {param!r}; its "
+                               "parameters: " + ", ".join(sorted(defaults)))
+        out.setdefault(det, {})[param] = _cast(text.strip(), defaults[param], key)
+    return out

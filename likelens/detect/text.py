@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from likelens.detect.base import Detector, Signal
+from likelens.detect.base import Detector, Signal, State
 from likelens.detect.lockstep import components
 from likelens.features import Features
 
@@ -63,7 +63,8 @@ class TextDetector(Detector):
                  seed: int = 0) -> None:
         self.min_chars, self.n_perm, self.bands, self.seed = min_chars, n_perm, bands, seed
 
-    def _fit(self, feats: Features) -> Signal:
+    def _run(self, feats: Features, state: State, *, fitting: bool) -> Signal:
+        """A transform of the log: nothing here is learned."""
         e = feats.engagements
         n = e.num_rows
         acc = feats.account_codes
