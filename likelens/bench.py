@@ -21,13 +21,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from likelens import sim
-from likelens.detect.dense import account_target_graph, bipartite_csr, peel, task_shaped
-from likelens.detect.fuse import account_context, fuse
-from likelens.detect.registry import REGISTRY
+from likelens import api, sim
+from likelens.detect.dense import account_target_graph, bipartite_csr, peel
 from likelens.evaluate import Row, evaluate_tables
-from likelens.features import Features, build_features
-from likelens.ingest import ingest
+from likelens.features import Features
 
 BENCH_KEY = b"likelens-bench-key-not-secret"
 
@@ -106,13 +103,14 @@ def run_scenario(name: str, seed: int, users: int | None, work: Path,
     cfg = sim.load_scenario(name, users=users)
     result = sim.simulate(cfg, seed)
     paths = sim.write(result, work / f"{name}-{seed}")
-    events = ingest([paths["events"]], key=BENCH_KEY).events
-    feats = build_features(events)
-    signals = {spec.name: spec.create().fit(feats).signal_ for spec in REGISTRY}
+    # The same pipeline as `likelens scan`, through the API; the detectors' own signals and
+    # the features come back with it for the baselines.
+    scanned = api.scan([paths["events"]], key=BENCH_KEY).result
+    feats, signals = scanned.features, scanned.signals
+    assert feats is not None
     columns: dict[str, np.ndarray] = {}
     for s in signals.values():
         columns.update(s.columns)
-    action = feats.engagements["action"]
     out: list[MethodResult] = []
 
     def record(method: str, fn: Callable[[], tuple[np.ndarray, np.ndarray, float | None]]
@@ -125,14 +123,15 @@ def run_scenario(name: str, seed: int, users: int | None, work: Path,
         out.append(MethodResult(name, method, rows, est, time.perf_counter() - t0))
         return est
 
-    context = account_context(columns, task_shaped(feats))
-    full = fuse(columns, {n: s.score for n, s in signals.items()}, action, context=context)
-    record("fusion", lambda: (full.probability, full.flagged, full.estimated_fpr))
+    score = scanned.engagements["score"].to_numpy(zero_copy_only=False)
+    flagged = scanned.engagements["flagged"].to_numpy(zero_copy_only=False)
+    estimate = float(scanned.summary["thresholds"]["estimated_organic_fpr"])
+    record("fusion", lambda: (score, flagged, estimate))
     for n, sig in signals.items():
         record(f"{n} alone", lambda sig=sig: (sig.score, sig.score >= 0.5, None))
     record("baseline: watch < 20 %", lambda: (*watch_rule(feats), None))
     record("baseline: FRAUDAR", lambda: (*fraudar_alone(feats), None))
-    iso = isolation_forest(feats, columns, float(full.flagged.mean()))
+    iso = isolation_forest(feats, columns, float(flagged.mean()))
     if iso is not None:
         record("baseline: IsolationForest", lambda: (*iso, None))
     return out

@@ -1,4 +1,4 @@
-"""Fitted models: apply reproduces scan, models round-trip, tampering and bad settings are refused."""
+"""Fitted models: apply reproduces scan, models round-trip, tampering and bad settings fail."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ OUTPUTS = ("engagements", "accounts", "groups", "videos", "creators")
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "likelens.cli", *args], capture_output=True,
-                          text=True, env={"LIKELENS_KEY": KEY.hex(), "PATH": "/usr/bin:/bin"}, check=False)
+                          text=True, check=False,
+                          env={"LIKELENS_KEY": KEY.hex(), "PATH": "/usr/bin:/bin"})
 
 
 @pytest.fixture(scope="module")
@@ -163,5 +164,5 @@ def test_api_load_and_lookups(fitted) -> None:
 def test_api_load_names_what_is_missing(tmp_path: Path) -> None:
     from likelens.errors import InputError
 
-    with pytest.raises(InputError, match="summary.json"):
+    with pytest.raises(InputError, match=r"summary\.json"):
         api.load(tmp_path)
