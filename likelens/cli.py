@@ -543,10 +543,23 @@ def ledger_pubkey(ledger_dir: Path) -> None:
 
 
 @cli.command()
-def detectors() -> None:
+@click.option("--params", "show_params", is_flag=True,
+              help="List every parameter with its default (what `--set` accepts).")
+def detectors(show_params: bool) -> None:
     """List the registered detectors, their status and what they need from the log."""
     from likelens.detect.registry import REGISTRY
 
+    if show_params:
+        from likelens.api import settings_help
+
+        p = Table(title="detector parameters (likelens scan --set DETECTOR.PARAM=VALUE)")
+        for col in ("setting", "default"):
+            p.add_column(col)
+        for name, params in settings_help().items():
+            for param, default in sorted(params.items()):
+                p.add_row(f"{name}.{param}", repr(default))
+        out.print(p)
+        return
     t = Table(title="detectors")
     for col in ("name", "status", "needs", "what it finds"):
         t.add_column(col)

@@ -166,3 +166,9 @@ def test_api_load_names_what_is_missing(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match=r"summary\.json"):
         api.load(tmp_path)
+
+
+def test_detectors_params_lists_what_set_takes() -> None:
+    r = run("detectors", "--params")
+    assert r.returncode == 0, r.stderr
+    assert "lockstep.window_s" in r.stdout and "600" in r.stdout
