@@ -9,8 +9,7 @@
     ├── ScenarioError                  a simulator scenario that cannot be loaded
     ├── LedgerVerificationError        a proof, signature or stored record does not check out
     ├── ModelError                     a model directory that is missing, tampered or too new
-    ├── SettingError                   a --set name or value no detector takes
-    └── EngineUnavailable              an optional engine (Spark, Redis) is not installed
+    └── SettingError                   a --set name or value no detector takes
 
 Messages are single lines that name the file, and the row and column where known, because the
 people reading them are looking at a log file, not at our code.
@@ -76,7 +75,3 @@ class ModelError(LikeLensError):
 class SettingError(LikeLensError):
     """A detector parameter (``--set DETECTOR.PARAM=VALUE``) that no detector takes, or a value
     of the wrong type; the message lists the valid names."""
-
-
-class EngineUnavailable(LikeLensError):
-    """An optional engine or service is not installed here."""

@@ -7,10 +7,8 @@ sorted partitions (never range self-joins, see DESIGN.md "Measured facts").
 
 from __future__ import annotations
 
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,6 +18,7 @@ import pyarrow.compute as pc
 
 from likelens import viewindex
 from likelens.arrays import distinct_per_key
+from likelens.engine import connect
 from likelens.ingest import shared_dictionaries
 from likelens.schema import ACTIONS
 
@@ -136,6 +135,25 @@ class Features:
         return best[codes]
 
 
+def task_shaped(feats: Features) -> np.ndarray:
+    """Engagements outside any feed session (or with no view before them where one is needed):
+    how a task list engages. The one definition dense, burst and fusion's context use.
+
+    Organic engagement comes out of sessions; engagement delivered from a task list does not.
+    Peeling this subgraph finds the market's blocks instead of the organic heavy-user core,
+    which is denser in the full graph but explained by its degrees. Without views in the log,
+    every engagement is kept.
+    """
+    e = feats.engagements
+    if not feats.has_views:
+        return np.ones(e.num_rows, dtype=bool)
+    sessions = e["session_views"].to_numpy(zero_copy_only=False)
+    has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
+    needs = pc.is_in(e["action"], value_set=pa.array(["like", "comment", "share"])).to_numpy(
+        zero_copy_only=False)
+    return (sessions == 0) | (needs & ~has_view)
+
+
 @dataclass(frozen=True)
 class Footprint:
     """What a set of engagements covers: the words a group's evidence is written from."""
@@ -199,18 +217,6 @@ def _take_or_null(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
 
 def _present(table: pa.Table, name: str) -> bool:
     return table[name].null_count < table.num_rows
-
-
-def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection for one scan: no progress bar on the terminal, and
-    spilling (joins, sorts larger than memory) into the system's temporary directory."""
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    spill = Path(tempfile.gettempdir()) / "likelens-duckdb"
-    con.execute(f"SET temp_directory = '{spill.as_posix()}'")
-    return con
 
 
 def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:

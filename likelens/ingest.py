@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -27,9 +27,11 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from likelens.engine import connect
 from likelens.errors import InputError, SchemaError
 from likelens.privacy import keyed_hash, pseudonymise_ip, pseudonymise_text
 from likelens.schema import ACTIONS, COLUMN_BY_NAME, ID_COLUMNS, REQUIRED
+from likelens.schema import quarantine_reason as Q
 
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
             ".ndjson": "jsonl", ".json": "jsonl"}
@@ -56,8 +58,12 @@ class IngestResult:
     quarantine: pa.Table
     files: list[str]
     rows_read: int
-    columns: set[str] = field(default_factory=set)
 
+
+
+def _sql(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
     """Expand files and directories into the sorted list of input files."""
@@ -123,7 +129,7 @@ def _read_csv(path: Path) -> _RawFile:
     def on_bad(row: pacsv.InvalidRow) -> str:
         # row.number is the 1-based line number, header included, when read single-threaded.
         number = (row.number - 2) if row.number is not None else -1
-        malformed.append((number, row.text, "malformed_row"))
+        malformed.append((number, row.text, Q("malformed_row")))
         return "skip"
 
     def read(threads: bool) -> pa.Table:
@@ -196,10 +202,10 @@ def _read_jsonl(path: Path) -> _RawFile:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError:
-                malformed.append((number, text, "malformed_row"))
+                malformed.append((number, text, Q("malformed_row")))
                 continue
             if not isinstance(obj, dict):
-                malformed.append((number, text, "malformed_row"))
+                malformed.append((number, text, Q("malformed_row")))
                 continue
             rows.append({k: _as_text(v) for k, v in obj.items()})
             numbers.append(number)
@@ -269,14 +275,15 @@ def _coerce_sql(schema: pa.Schema, int_ids: set[str]) -> str:
             f"AND regexp_matches({s}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]') "
             f"THEN epoch_ms(TRY_CAST({s} AS TIMESTAMPTZ)) END"
         )
-    reasons.append("CASE WHEN ts IS NULL THEN 'missing_value:ts' "
-                   "WHEN (" + exprs["ts"] + ") IS NULL THEN 'bad_time' END")
+    reasons.append(f"CASE WHEN ts IS NULL THEN {_sql(Q('missing_value', 'ts'))} "
+                   f"WHEN ({exprs['ts']}) IS NULL THEN {_sql(Q('bad_time'))} END")
 
     # action
     acts = ", ".join(f"'{a}'" for a in ACTIONS)
     exprs["action"] = f"lower({text('action')})"
-    reasons.append(f"CASE WHEN {text('action')} IS NULL THEN 'missing_value:action' "
-                   f"WHEN lower({text('action')}) NOT IN ({acts}) THEN 'unknown_action' END")
+    reasons.append(f"CASE WHEN {text('action')} IS NULL THEN "
+                   f"{_sql(Q('missing_value', 'action'))} WHEN lower({text('action')}) NOT IN "
+                   f"({acts}) THEN {_sql(Q('unknown_action'))} END")
 
     # ids: keep integers as BIGINT, everything else as trimmed text
     for c in ID_COLUMNS:
@@ -288,14 +295,15 @@ def _coerce_sql(schema: pa.Schema, int_ids: set[str]) -> str:
             exprs[c] = f"CAST({text(c)} AS BIGINT)"
         else:
             exprs[c] = text(c)
-    reasons.append(f"CASE WHEN {exprs['user_id']} IS NULL THEN 'missing_value:user_id' END")
+    reasons.append(f"CASE WHEN {exprs['user_id']} IS NULL THEN "
+                   f"{_sql(Q('missing_value', 'user_id'))} END")
     if "video_id" in present:
         reasons.append(f"CASE WHEN {exprs['video_id']} IS NULL AND "
                        f"coalesce(lower({text('action')}), '') <> 'follow' "
-                       "THEN 'missing_value:video_id' END")
+                       f"THEN {_sql(Q('missing_value', 'video_id'))} END")
     creator = exprs.get("creator_id", "NULL")
     reasons.append(f"CASE WHEN lower({text('action')}) = 'follow' AND {creator} IS NULL "
-                   "THEN 'missing_value:creator_id' END")
+                   f"THEN {_sql(Q('missing_value', 'creator_id'))} END")
 
     # counts
     for c, low in (("watch_ms", 0), ("video_ms", 1)):
@@ -311,17 +319,17 @@ def _coerce_sql(schema: pa.Schema, int_ids: set[str]) -> str:
                    f"THEN TRY_CAST(TRY_CAST({text(c)} AS DOUBLE) AS BIGINT) END")
         exprs[c] = val
         reasons.append(f"CASE WHEN \"{c}\" IS NOT NULL AND {text(c)} IS NOT NULL AND "
-                       f"coalesce({val} < {low}, true) THEN 'bad_number:{c}' END")
+                       f"coalesce({val} < {low}, true) THEN {_sql(Q('bad_number', c))} END")
 
     for c in ("region", "text"):
         if c in present:
             exprs[c] = text(c)
     if "ip" in present:
         exprs["ip_hash"], exprs["ip_net"], exprs["ip_sub"] = "_ip_hash", "_ip_net", "_ip_sub"
-        reasons.append("CASE WHEN _ip_ok = false THEN 'bad_ip' END")
+        reasons.append(f"CASE WHEN _ip_ok = false THEN {_sql(Q('bad_ip'))} END")
     if "device_id" in present:
         exprs["device_hash"] = "_device_hash"
-    reasons.append("CASE WHEN _bad_utf8 THEN 'invalid_utf8' END")
+    reasons.append(f"CASE WHEN _bad_utf8 THEN {_sql(Q('invalid_utf8'))} END")
 
     select = [f"{e} AS {c}" for c, e in exprs.items()]
     reason = "NULLIF(concat_ws('; ', " + ", ".join(reasons) + "), '')"
@@ -540,27 +548,22 @@ def _duplicates(con: duckdb.DuckDBPyConnection, events: pa.Table) -> np.ndarray:
     return np.array(dup, dtype=np.int64)
 
 
-def ingest(paths: Iterable[str | Path], *, key: bytes,
-           progress: Callable[[Path], None] | None = None) -> IngestResult:
+def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = None
+           ) -> IngestResult:
     """Read every input file into one canonical table and one quarantine table.
 
     Files are coerced one at a time and kept in input order, so no global sort is needed;
     event ids default to the row number over the whole input.
     """
     files = discover(paths)
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
+    con = connect(threads)
     goods: list[pa.Table] = []
     sources: list[str] = []
     quarantined: list[pa.Table] = []
     offset = 0
-    seen_columns: set[str] = set()
     for path in files:
         raw = READERS[SUFFIXES[path.suffix.lower()]](path)
-        if progress is not None:
-            progress(path)
         table, malformed = _coerce(con, path, raw, key)
-        seen_columns |= {n for n in raw.table.column_names if n in COLUMN_BY_NAME}
         n_rows = max([raw.table.num_rows + len(raw.malformed)] +
                      [r + 1 for r, _, _ in raw.malformed])
         del raw
@@ -584,14 +587,14 @@ def ingest(paths: Iterable[str | Path], *, key: bytes,
             "raw": pa.array([json.dumps({k: r[k] for k in ("event_id", "ts", "user_id",
                                                             "action", "video_id")},
                                         default=str) for r in rows.to_pylist()]),
-            "reason": pa.array(["duplicate_event_id"] * len(dup))}, schema=QUARANTINE_SCHEMA))
+            "reason": pa.array([Q("duplicate_event_id")] * len(dup))}, schema=QUARANTINE_SCHEMA))
         keep = np.ones(events.num_rows, dtype=bool)
         keep[dup] = False
         events = events.filter(pa.array(keep))
     events = events.drop_columns(["_file_row"])
     quarantine = pa.concat_tables(quarantined).sort_by([("source", "ascending"),
                                                         ("row", "ascending")])
-    return IngestResult(events, quarantine, [str(f) for f in files], offset, seen_columns)
+    return IngestResult(events, quarantine, [str(f) for f in files], offset)
 
 
 def shared_dictionaries(events: pa.Table) -> pa.Table:

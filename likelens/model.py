@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from likelens import __version__
 from likelens.detect.base import State
-from likelens.detect.fuse import FusionModel
 from likelens.errors import ModelError
+from likelens.fusion import FusionModel
 
 FORMAT = "likelens-model"
 VERSION = 1

@@ -22,10 +22,9 @@ import pyarrow as pa
 
 from likelens import __version__, runtime
 from likelens.detect.base import Group, Signal
-from likelens.detect.dense import task_shaped
-from likelens.detect.fuse import Fusion, account_context, apply_fusion, fit_fusion
 from likelens.detect.registry import REGISTRY, get
-from likelens.features import Features, build_features
+from likelens.features import Features, build_features, task_shaped
+from likelens.fusion import Fusion, account_context, apply_fusion, fit_fusion
 from likelens.ingest import QUARANTINE_SCHEMA, IngestResult, ingest
 from likelens.model import VERSION as MODEL_VERSION
 from likelens.model import Model
@@ -93,7 +92,7 @@ def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0
     timer = Timer()
     with runtime.reusing_freed_memory():
         with timer.stage("ingest", progress):
-            ing = ingest(paths, key=key)
+            ing = ingest(paths, key=key, threads=threads)
         n_events = ing.events.num_rows
         log = [ing.events]
         ing.events = ing.events.schema.empty_table()
@@ -225,6 +224,7 @@ def _detect(feats: Features, names: Sequence[str], timer: Timer, *, workers: int
     the stage's wall time.
     """
     own: dict[str, float] = {}
+    _ = feats.target_codes  # computed once here: each worker gets a copy of ``feats``
 
     def run(name: str) -> Any:
         con = feats.con.cursor()

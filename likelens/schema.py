@@ -50,6 +50,16 @@ QUARANTINE_REASONS: dict[str, str] = {
     "malformed_row": "the row could not be parsed (wrong field count, broken JSON)",
 }
 
+
+
+def quarantine_reason(code: str, column: str | None = None) -> str:
+    """A quarantine reason as written to quarantine.parquet (``code`` or ``code:column``);
+    the one place reason strings come from, so an undocumented one cannot be written."""
+    if code not in QUARANTINE_REASONS:
+        raise KeyError(f"undocumented quarantine reason {code!r}")
+    return f"{code}:{column}" if column else code
+
+
 # Why an engagement or account was scored as bought. Documented in docs/reasons.md.
 REASONS: dict[str, str] = {
     "no_view_before": "liked with no view of the video by the same account before it",

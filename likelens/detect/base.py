@@ -40,7 +40,6 @@ class Signal:
     params: Mapping[str, Any]
     columns: Mapping[str, np.ndarray]          # evidence columns, one value per engagement
     score: np.ndarray                           # standalone suspicion in [0, 1] per engagement
-    reason: str                                 # vocabulary word for a flag this detector drives
     groups: tuple[Group, ...] = field(default_factory=tuple)
     account_group: Mapping[Any, int] = field(default_factory=dict)  # account -> index in groups
     # Seeds of further bought components, for evidence whose members look unlike the
@@ -78,7 +77,6 @@ class Detector:
 
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()  # "views", "device", "ip", "text"
-    reason: ClassVar[str] = ""
 
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
@@ -102,7 +100,7 @@ class Detector:
 
     def _silent(self, feats: Features) -> Signal:
         n = feats.engagements.num_rows
-        return Signal(self.name, self.get_params(), {}, np.zeros(n), self.reason)
+        return Signal(self.name, self.get_params(), {}, np.zeros(n))
 
     def _run(self, feats: Features, state: State, *, fitting: bool
              ) -> Signal:  # pragma: no cover - abstract

@@ -23,7 +23,6 @@ class BehaviourDetector(Detector):
 
     name = "behaviour"
     needs = ("views",)
-    reason = "low_watch"
 
     def __init__(self, *, low_watch_frac: float = 0.2, min_cadence_events: int = 5,
                  fast_chain_s: int = 15) -> None:
@@ -89,10 +88,10 @@ class BehaviourDetector(Detector):
         columns = {
             "no_view": no_view.astype(float), "isolated": isolated.astype(float),
             "fast_chain": fast_chain.astype(float),
-            "watch_frac": np.where(needs_view, watch, np.nan), "low_watch": low.astype(float),
+            "watch_frac": np.where(needs_view, watch, np.nan),
             "acct_iso_share": col["iso_share"], "acct_noview_share": col["noview_share"],
             "acct_low_share": col["low_share"], "acct_views_per_eng":
                 col["n_views"] / np.maximum(col["n_eng"], 1.0),
             "acct_regular": regular,
         }
-        return Signal(self.name, self.get_params(), columns, score, self.reason)
+        return Signal(self.name, self.get_params(), columns, score)

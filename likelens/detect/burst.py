@@ -33,7 +33,7 @@ from likelens.detect.base import (
     poisson_surprise,
     squash,
 )
-from likelens.features import Features
+from likelens.features import Features, task_shaped
 
 
 def bought_share(liked: np.ndarray, opened: np.ndarray, ceiling: float) -> np.ndarray:
@@ -54,7 +54,6 @@ class BurstDetector(Detector):
 
     name = "burst"
     needs = ("views",)
-    reason = "video_burst"
 
     def __init__(self, *, bucket_s: int = 3600, near_s: int = 1800,
                  half_surprise: float = 4.0, conversion_quantile: float = 0.9,
@@ -80,15 +79,13 @@ class BurstDetector(Detector):
                  if feats.videos is not None else np.zeros(len(vid), dtype=np.int64))
         acted = np.asarray(pc.is_in(e["action"], value_set=pa.array(
             ["like", "comment", "share"])).to_numpy(zero_copy_only=False), dtype=bool)
-        has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
         # Engaged from a view opened alone, or with no view at all: how a task list engages.
-        alone = acted & (~has_view | (e["session_views"].to_numpy() == 0))
+        alone = acted & task_shaped(feats)
         explained = self._explained(feats, acted, alone)
-        con.register("burst_bucket_views", pa.table({"pos": e["pos"], "views": views,
-                                                     "explained": explained}))
         # Task-shaped, and not explained by who the account is (see ``_explained``).
-        task = ("(action IN ('like', 'comment', 'share') AND "
-                "(NOT has_view OR session_views = 0) AND NOT bv.explained)")
+        con.register("burst_bucket_views", pa.table({"pos": e["pos"], "views": views,
+                                                     "task": alone & ~explained}))
+        task = "bv.task"
         t = con.sql(f"""
             WITH e AS (SELECT pos, target, video_id, action, ts // {b} AS bucket,
                               {task} AS task, video_views, bv.views AS bucket_views
@@ -163,14 +160,14 @@ class BurstDetector(Detector):
             task_excess = np.where(task_mask, task_excess, session_excess)
             hour_excess = np.where(hour_s > 0, 1.0 - col("hour_expected") / col("hour_likes"),
                                    0.0)
-        columns = {"burst_surprise": surprise, "burst_task_surprise": target_s,
+        columns = {"burst_task_surprise": target_s,
                    "burst_session_surprise": session_s,
                    "burst_task_near": np.where(task_mask, np.log1p(task_near), 0.0),
                    "burst_hour_surprise": hour_s,
                    "burst_excess": np.clip(np.nan_to_num(np.maximum(task_excess, hour_excess)),
                                            0.0, 1.0)}
         return Signal(self.name, self.get_params(), columns,
-                      squash(surprise, self.half_surprise), self.reason,
+                      squash(surprise, self.half_surprise),
                       components={"burst_session": squash(session_s, self.half_surprise)})
 
     def _explained(self, feats: Features, acted: np.ndarray, alone: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from likelens.arrays import distinct
 from likelens.detect.base import Detector, Group, Signal, State
-from likelens.features import Features, footprint
+from likelens.features import Features, footprint, task_shaped
 
 
 @dataclass(frozen=True)
@@ -189,29 +189,10 @@ def _target_key_of_code(feats: Features, g: Graph) -> pa.Array:
     return feats.target_keys().take(pa.array(first))
 
 
-def task_shaped(feats: Features) -> np.ndarray:
-    """Engagements outside any feed session (or with no view before them where one is needed).
-
-    Organic engagement comes out of sessions; engagement delivered from a task list does not.
-    Peeling this subgraph finds the market's blocks instead of the organic heavy-user core,
-    which is denser in the full graph but explained by its degrees. Without views in the log,
-    every engagement is kept.
-    """
-    e = feats.engagements
-    if not feats.has_views:
-        return np.ones(e.num_rows, dtype=bool)
-    sessions = e["session_views"].to_numpy(zero_copy_only=False)
-    has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
-    needs = pc.is_in(e["action"], value_set=pa.array(["like", "comment", "share"])).to_numpy(
-        zero_copy_only=False)
-    return (sessions == 0) | (needs & ~has_view)
-
-
 class DenseDetector(Detector):
     """Blocks of accounts and targets denser than the same graph shuffled can produce."""
 
     name = "dense"
-    reason = "dense_block"
 
     def __init__(self, *, max_blocks: int = 50, min_accounts: int = 5, seed: int = 0,
                  max_creator_share: float = 0.8, push_window_s: int = 1800,
@@ -250,7 +231,7 @@ class DenseDetector(Detector):
                          for i in np.flatnonzero(acct_in)}
         score = np.where(event_in, 0.8, np.where(acct_in, 0.3, 0.0))
         columns = {"dense_block": event_in.astype(float)}
-        return Signal(self.name, self.get_params(), columns, score, self.reason, tuple(groups),
+        return Signal(self.name, self.get_params(), columns, score, tuple(groups),
                       account_group)
 
     def _learn_blocks(self, feats: Features, g: Graph, task: np.ndarray) -> list[Block4]:

@@ -52,7 +52,6 @@ class InfraDetector(Detector):
 
     name = "infra"
     needs: ClassVar[tuple[str, ...]] = ()
-    reason = "farm_network"
 
     def __init__(self, *, half_surprise: float = 4.0) -> None:
         self.half_surprise = half_surprise
@@ -88,8 +87,7 @@ class InfraDetector(Detector):
         columns["acct_infra_surprise"] = acct_max
         event = np.maximum.reduce([columns["dev_surprise"], columns["ip_surprise"],
                                    columns["net_surprise"], columns["dev_accounts_surprise"]])
-        return Signal(self.name, self.get_params(), columns, squash(event, self.half_surprise),
-                      self.reason)
+        return Signal(self.name, self.get_params(), columns, squash(event, self.half_surprise))
 
     @staticmethod
     def _share_decay(dev: np.ndarray, acc: np.ndarray) -> float:

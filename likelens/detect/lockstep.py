@@ -146,7 +146,6 @@ class LockstepDetector(Detector):
     """Pairs of accounts meeting on several targets of several creators within a window."""
 
     name = "lockstep"
-    reason = "lockstep"
 
     def __init__(self, *, window_s: int = 600, min_shared: int = 3, min_group: int = 5,
                  shift_s: int = 7200, max_null_share: float = 0.1, max_cell: int = 200,
@@ -210,7 +209,7 @@ class LockstepDetector(Detector):
         score = np.where(in_group & (met_col > 0), np.minimum(1.0, 0.5 + 0.1 * met_col),
                          np.where(in_group, 0.25, 0.0))
         columns = {"lockstep_met": np.log1p(met_col), "lockstep_group": in_group.astype(float)}
-        return Signal(self.name, self.get_params(), columns, score, self.reason, tuple(groups),
+        return Signal(self.name, self.get_params(), columns, score, tuple(groups),
                       account_group)
 
 

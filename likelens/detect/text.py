@@ -57,7 +57,6 @@ class TextDetector(Detector):
 
     name = "text"
     needs = ("text",)
-    reason = "templated_text"
 
     def __init__(self, *, min_chars: int = 6, n_perm: int = 32, bands: int = 8,
                  seed: int = 0) -> None:
@@ -102,5 +101,4 @@ class TextDetector(Detector):
             accounts_in_cluster[idx] = n_acc[row_comp]
         template = np.log10(np.maximum(accounts_in_cluster, 1.0))
         score = np.clip(template / 2.0, 0.0, 1.0) * 0.8
-        return Signal(self.name, self.get_params(), {"template_accounts": template}, score,
-                      self.reason)
+        return Signal(self.name, self.get_params(), {"template_accounts": template}, score)

@@ -119,7 +119,6 @@ class Fusion:
     estimated_fpr: float
     tau: float
     prior: float
-    iterations: int
 
 
 def _codes(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
@@ -410,13 +409,13 @@ def _decide(model: FusionModel, pats: _Patterns, terms: np.ndarray,
     p = p_pat[pats.inverse]
     return Fusion(p, flagged_pat[pats.inverse], reasons_pat.take(pa.array(pats.inverse)),
                   model.threshold, model.estimated_fpr,
-                  float(model.taus[1:].max(initial=1.0)), float(p.mean()), model.iterations)
+                  float(model.taus[1:].max(initial=1.0)), float(p.mean()))
 
 
 def _empty(threshold: float, estimated_fpr: float) -> Fusion:
     """A log with views only: nothing to decide."""
     return Fusion(np.zeros(0), np.zeros(0, dtype=bool), pa.array([], pa.list_(pa.string())),
-                  threshold, estimated_fpr, 1.0, 0.0, 0)
+                  threshold, estimated_fpr, 1.0, 0.0)
 
 
 def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
