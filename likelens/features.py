@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from likelens import viewindex
 from likelens.arrays import distinct_per_key
-from likelens.engine import connect
+from likelens.engine import DuckDBEngine, Engine, connect
 from likelens.ingest import shared_dictionaries
 from likelens.schema import ACTIONS
 
@@ -39,6 +39,11 @@ class Features:
     videos: viewindex.VideoViews | None = None  # the views grouped by video
     isolated_views: viewindex.FlaggedViews | None = None  # views opened alone, by video
     _target_codes: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        """The aggregates and joins detectors ask for (``engine.Engine``), on this connection."""
+        return DuckDBEngine(self.con, self.engagements.num_rows)
 
     @property
     def account_codes(self) -> np.ndarray:

@@ -48,33 +48,7 @@ class BehaviourDetector(Detector):
                                            < self.fast_chain_s * 1000)
         isolated = needs_view & (session == 0)
         low = needs_view & has_view & (watch < self.low_watch_frac)
-        acct = feats.con.sql(f"""
-            WITH a AS (
-                SELECT user_id,
-                       avg(CASE WHEN action IN ('like','comment','share')
-                                THEN (session_views = 0)::INT END) AS iso_share,
-                       avg(CASE WHEN action IN ('like','comment','share')
-                                THEN (NOT has_view)::INT END) AS noview_share,
-                       avg(CASE WHEN watch_frac IS NOT NULL
-                                THEN (watch_frac < {self.low_watch_frac})::INT END) AS low_share,
-                       count(*) AS n_eng, any_value(acct_views) AS n_views
-                FROM eng GROUP BY user_id
-            ), gaps AS (
-                SELECT user_id, ts - lag(ts) OVER (PARTITION BY user_id ORDER BY ts) AS gap
-                FROM eng WHERE action = 'like'
-            ), cad AS (
-                SELECT user_id, stddev_samp(gap) / nullif(avg(gap), 0) AS cv, count(gap) AS n
-                FROM gaps WHERE gap IS NOT NULL GROUP BY user_id
-            )
-            SELECT e.rid, coalesce(a.iso_share, 0) AS iso_share,
-                   coalesce(a.noview_share, 0) AS noview_share,
-                   coalesce(a.low_share, 0) AS low_share,
-                   a.n_eng, a.n_views,
-                   CASE WHEN cad.n >= {self.min_cadence_events} THEN cad.cv END AS cadence_cv
-            FROM eng e JOIN a USING (user_id)
-            LEFT JOIN cad USING (user_id)
-            ORDER BY e.rid
-        """).to_arrow_table()
+        acct = feats.engine.account_habits(self.low_watch_frac, self.min_cadence_events)
         col = {k: acct[k].to_numpy(zero_copy_only=False).astype(float)
                for k in ("iso_share", "noview_share", "low_share", "n_eng", "n_views")}
         cadence = acct["cadence_cv"].to_numpy(zero_copy_only=False).astype(float)

@@ -65,7 +65,6 @@ class BurstDetector(Detector):
         self.full_watch_min_s = full_watch_min_s
 
     def _run(self, feats: Features, state: State, *, fitting: bool) -> Signal:
-        con = feats.con
 
         def learned(name: str, learn: Callable[[], float]) -> float:
             return float(state.value(name, learn, fitting=fitting))
@@ -83,32 +82,7 @@ class BurstDetector(Detector):
         alone = acted & task_shaped(feats)
         explained = self._explained(feats, acted, alone)
         # Task-shaped, and not explained by who the account is (see ``_explained``).
-        con.register("burst_bucket_views", pa.table({"pos": e["pos"], "views": views,
-                                                     "task": alone & ~explained}))
-        task = "bv.task"
-        t = con.sql(f"""
-            WITH e AS (SELECT pos, target, video_id, action, ts // {b} AS bucket,
-                              {task} AS task, video_views, bv.views AS bucket_views
-                       FROM eng JOIN burst_bucket_views bv USING (pos)),
-            rate AS (SELECT count(DISTINCT target) AS n_targets FROM e
-                     WHERE action IN ('like', 'comment', 'share')),
-            tt AS (SELECT target, count(*) FILTER (WHERE action IN ('like','comment','share'))
-                          AS n, count(*) FILTER (WHERE task) AS k FROM e GROUP BY target),
-            lb AS (SELECT video_id, bucket, count(*) AS likes, any_value(bucket_views) AS views,
-                          any_value(video_views) AS video_views
-                   FROM e WHERE action = 'like' GROUP BY ALL),
-            lt AS (SELECT video_id, sum(likes) AS likes FROM lb GROUP BY ALL),
-            hb AS (SELECT lb.video_id, lb.bucket, lb.likes,
-                          lb.views * (lt.likes::DOUBLE + 1) / (lb.video_views + 1) AS expected
-                   FROM lb JOIN lt USING (video_id))
-            SELECT e.pos, e.task, tt.k, rate.n_targets,
-                   hb.likes AS hour_likes, hb.expected AS hour_expected
-            FROM e JOIN tt USING (target) CROSS JOIN rate
-            LEFT JOIN hb ON hb.video_id = e.video_id AND hb.bucket = e.bucket
-                        AND e.action = 'like'
-            ORDER BY e.pos
-        """).to_arrow_table()
-        con.unregister("burst_bucket_views")
+        t = feats.engine.target_piles(alone & ~explained, views, b)
 
         def col(name: str) -> np.ndarray:
             return np.nan_to_num(t[name].to_numpy(zero_copy_only=False).astype(float))

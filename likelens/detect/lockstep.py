@@ -157,11 +157,9 @@ class LockstepDetector(Detector):
     def _run(self, feats: Features, state: State, *, fitting: bool) -> Signal:
         """Fitting learns the shared-target threshold (against the shifted null) and the groups
         (connected pairs); applying reads both and finds the groups' members in the log."""
-        con = feats.con
         w = int(self.window_s * 1000)
         n_acc = feats.n_accounts
         codes = feats.account_codes
-        n = feats.engagements.num_rows
         if fitting:
             group_of = self._learn_groups(feats, w)
             members = np.flatnonzero(group_of >= 0)
@@ -193,19 +191,7 @@ class LockstepDetector(Detector):
                 account_group[acc] = gi
         in_group = group_of[codes] >= 0
         # Per engagement: how many of the account's lockstep partners met it on this target.
-        con.register("ls_acc_group", pa.table({"acc": np.arange(n_acc, dtype=np.int32),
-                                               "g": group_of}))
-        met = con.sql(f"""
-            WITH l AS (SELECT e.pos, e.acc, e.target, e.ts, g.g FROM eng e
-                       JOIN ls_acc_group g USING (acc) WHERE g.g >= 0)
-            SELECT x.pos, count(DISTINCT y.acc) AS met FROM l x JOIN l y
-              ON x.target = y.target AND x.g = y.g AND x.acc <> y.acc
-             AND abs(x.ts - y.ts) <= {w}
-            GROUP BY x.pos
-        """).to_arrow_table()
-        con.unregister("ls_acc_group")
-        met_col = np.zeros(n)
-        met_col[met["pos"].to_numpy()] = met["met"].to_numpy()
+        met_col = feats.engine.group_meetings(group_of, w)
         score = np.where(in_group & (met_col > 0), np.minimum(1.0, 0.5 + 0.1 * met_col),
                          np.where(in_group, 0.25, 0.0))
         columns = {"lockstep_met": np.log1p(met_col), "lockstep_group": in_group.astype(float)}
