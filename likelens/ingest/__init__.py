@@ -1,0 +1,238 @@
+"""Read an engagement log into one canonical Arrow table, and every bad row into quarantine.
+
+Reading is two steps. First each file is read as it is (Parquet with its own types; CSV as bytes,
+so that invalid UTF-8 can be caught per row; JSON Lines with Arrow, or line by line when Arrow
+refuses the file). Then one DuckDB query per file coerces the values to the contract and gives
+every row the list of reasons it breaks the contract. Rows with no reason are events; the others
+go to quarantine with their source file, row number and raw values, never dropped in silence.
+
+IP addresses and device ids are pseudonymised before anything is written (see ``privacy``): the
+canonical table and the quarantine hold keyed hashes only.
+
+The package splits the four jobs: ``readers`` (files as they are), ``coerce`` (the SQL that
+checks and converts each file), ``fastpath`` (typed Parquet without SQL) and ``dictionaries``
+(one dictionary per column across files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from likelens.engine import connect
+from likelens.errors import InputError, SchemaError
+from likelens.ingest.coerce import coerce_sql, int_like_ids
+from likelens.ingest.dictionaries import shared_dictionaries, unify_ids
+from likelens.ingest.fastpath import typed_fast_path
+from likelens.ingest.readers import READERS, SUFFIXES, RawFile, discover, redact
+from likelens.privacy import pseudonymise_ip, pseudonymise_text
+from likelens.schema import COLUMN_BY_NAME, REQUIRED
+from likelens.schema import quarantine_reason as Q
+
+__all__ = [
+    "CANONICAL",
+    "QUARANTINE_SCHEMA",
+    "SUFFIXES",
+    "IngestResult",
+    "discover",
+    "ingest",
+    "shared_dictionaries",
+]
+
+CANONICAL = ("event_id", "ts", "user_id", "action", "video_id", "creator_id", "watch_ms",
+             "video_ms", "ip_hash", "ip_net", "ip_sub", "device_hash", "region", "text")
+
+
+QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),
+                               ("raw", pa.string()), ("reason", pa.string())])
+
+
+@dataclass
+class IngestResult:
+    """The canonical events, the quarantined rows and what was read.
+
+    ``scan_paths`` hands ``events`` to the scan and leaves an empty table of the same schema
+    here (the log is freed once the features are built); ``Features.has_views`` says whether
+    the log had views.
+    """
+
+    events: pa.Table
+    quarantine: pa.Table
+    files: list[str]
+    rows_read: int
+
+
+def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes
+            ) -> tuple[pa.Table, pa.Table]:
+    """Coerce one raw file; return (rows with their reasons, quarantine rows for malformed)."""
+    table = raw.table
+    table = table.rename_columns([n if n == "_row" else n.strip().lower()
+                                  for n in table.column_names])
+    contract = [n for n in table.column_names if n in COLUMN_BY_NAME]
+    for col in REQUIRED:
+        if col not in table.column_names:
+            raise SchemaError(f"required column {col!r} is missing", file=str(path), column=col)
+    table = table.select(contract + (["_row"] if "_row" in table.column_names else []))
+    if "_row" not in table.column_names:
+        table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    # Addresses and devices are hashed side by side: much of each is Arrow work that
+    # releases the GIL.
+    with ThreadPoolExecutor(1) as pool:
+        device = (pool.submit(pseudonymise_text, table["device_id"], key, b"dev:")
+                  if "device_id" in contract else None)
+        if "ip" in contract:
+            h, n, sub, ok = pseudonymise_ip(table["ip"], key)
+            table = table.append_column("_ip_hash", h).append_column("_ip_net", n)
+            table = table.append_column("_ip_sub", sub)
+            table = table.append_column("_ip_ok", ok)
+        if device is not None:
+            table = table.append_column("_device_hash", device.result())
+    coerced = typed_fast_path(table) if raw.bad_utf8_rows is None else None
+    if coerced is None:
+        bad = raw.bad_utf8_rows if raw.bad_utf8_rows is not None else pa.nulls(
+            table.num_rows, pa.bool_())
+        table = table.append_column("_bad_utf8", bad)
+        con.register("raw", table)
+        try:
+            sql = coerce_sql(table.schema, int_like_ids(con, table.schema))
+            coerced = con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise InputError(f"cannot coerce values ({exc})", file=str(path)) from None
+        finally:
+            con.unregister("raw")
+    malformed = pa.table({
+        "source": pa.array([str(path)] * len(raw.malformed), pa.string()),
+        "row": pa.array([r for r, _, _ in raw.malformed], pa.int64()),
+        "raw": pa.array([redact(t, key) for _, t, _ in raw.malformed], pa.string()),
+        "reason": pa.array([why for _, _, why in raw.malformed], pa.string()),
+    }, schema=QUARANTINE_SCHEMA)
+    return coerced, malformed
+
+
+def _canonical(table: pa.Table) -> pa.Table:
+    """The canonical columns in their fixed order; absent optional ones as typed nulls."""
+    types = {"watch_ms": pa.int64(), "video_ms": pa.int64(), "video_id": pa.int64(),
+             "creator_id": pa.int64()}
+    cols = []
+    for c in CANONICAL:
+        if c in table.column_names:
+            cols.append(table[c])
+        else:
+            cols.append(pa.nulls(table.num_rows, types.get(c, pa.string())))
+    return pa.table(cols, names=list(CANONICAL))
+
+
+def _split(table: pa.Table, path: Path, offset: int) -> tuple[pa.Table, pa.Table]:
+    """(canonical good rows with their event ids, quarantine rows) of one coerced file."""
+    bad_mask = pc.is_valid(table["_reason"])
+    if pc.any(bad_mask).as_py():
+        bad = table.filter(bad_mask)
+        good = table.filter(pc.invert(bad_mask))
+    else:  # the common case: nothing to copy
+        bad, good = table.slice(0, 0), table
+    if "event_id" in good.column_names:
+        eid = good["event_id"]
+        if eid.null_count:  # the usual export has every id: nothing to fill
+            filled = pc.coalesce(eid, pc.cast(pc.add(good["_row"], offset), eid.type))
+            good = good.set_column(good.column_names.index("event_id"), "event_id", filled)
+    else:
+        good = good.append_column("event_id", pc.add(good["_row"], offset))
+    quarantine = pa.table({
+        "source": pa.array([str(path)] * bad.num_rows, pa.string()), "row": bad["_row"],
+        "raw": bad["_raw"], "reason": bad["_reason"]}, schema=QUARANTINE_SCHEMA)
+    return _canonical(good).append_column("_file_row", good["_row"]), quarantine
+
+
+def _duplicates(con: duckdb.DuckDBPyConnection, events: pa.Table) -> np.ndarray:
+    """Positions of rows whose event_id an earlier row already used (usually none).
+
+    Integer ids that strictly increase (most exports) are unique by a single comparison pass;
+    otherwise a hash aggregate finds the repeated ids and only their rows are then ordered.
+    """
+    ids = events["event_id"]
+    if pa.types.is_integer(ids.type) and ids.null_count == 0:
+        arr = ids.to_numpy()
+        if len(arr) < 2 or bool((arr[1:] > arr[:-1]).all()):
+            return np.empty(0, dtype=np.int64)
+    con.register("evs", events.select(["event_id"]))
+    repeated = con.sql("SELECT event_id FROM evs GROUP BY 1 HAVING count(*) > 1"
+                       ).to_arrow_table()["event_id"]
+    con.unregister("evs")
+    if len(repeated) == 0:
+        return np.empty(0, dtype=np.int64)
+    hit = np.flatnonzero(pc.is_in(events["event_id"], value_set=repeated.combine_chunks())
+                         .to_numpy(zero_copy_only=False))
+    ids = events["event_id"].take(pa.array(hit)).to_pylist()
+    seen: set[object] = set()
+    dup = []
+    for pos, i in zip(hit.tolist(), ids, strict=True):
+        if i in seen:
+            dup.append(pos)
+        seen.add(i)
+    return np.array(dup, dtype=np.int64)
+
+
+def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = None
+           ) -> IngestResult:
+    """Read every input file into one canonical table and one quarantine table.
+
+    Files are coerced one at a time and kept in input order, so no global sort is needed;
+    event ids default to the row number over the whole input.
+    """
+    files = discover(paths)
+    con = connect(threads)
+    goods: list[pa.Table] = []
+    sources: list[str] = []
+    quarantined: list[pa.Table] = []
+    offset = 0
+    for path in files:
+        raw = READERS[SUFFIXES[path.suffix.lower()]](path)
+        table, malformed = _coerce(con, path, raw, key)
+        n_rows = max([raw.table.num_rows + len(raw.malformed)] +
+                     [r + 1 for r, _, _ in raw.malformed])
+        del raw
+        good, bad = _split(table, path, offset)
+        goods.append(good)
+        sources.append(str(path))
+        quarantined += [malformed, bad]
+        offset += n_rows
+    goods = unify_ids(goods)
+    events = pa.concat_tables(goods, promote_options="permissive")
+    dup = _duplicates(con, events)
+    con.close()
+    if len(dup):
+        # Map each duplicate's global position back to its file and row for the quarantine.
+        sizes = np.cumsum([0] + [g.num_rows for g in goods])
+        rows = events.take(pa.array(dup))
+        file_of = np.searchsorted(sizes, dup, side="right") - 1
+        quarantined.append(pa.table({
+            "source": pa.array([sources[f] for f in file_of], pa.string()),
+            "row": pa.array(_file_rows(goods, dup, sizes, file_of), pa.int64()),
+            "raw": pa.array([json.dumps({k: r[k] for k in ("event_id", "ts", "user_id",
+                                                            "action", "video_id")},
+                                        default=str) for r in rows.to_pylist()]),
+            "reason": pa.array([Q("duplicate_event_id")] * len(dup))}, schema=QUARANTINE_SCHEMA))
+        keep = np.ones(events.num_rows, dtype=bool)
+        keep[dup] = False
+        events = events.filter(pa.array(keep))
+    events = events.drop_columns(["_file_row"])
+    quarantine = pa.concat_tables(quarantined).sort_by([("source", "ascending"),
+                                                        ("row", "ascending")])
+    return IngestResult(events, quarantine, [str(f) for f in files], offset)
+
+
+def _file_rows(goods: list[pa.Table], dup: np.ndarray, sizes: np.ndarray,
+               file_of: np.ndarray) -> list[int]:
+    """File row numbers of duplicate rows, read from each file's ``_file_row`` column."""
+    out = []
+    for pos, f in zip(dup.tolist(), file_of.tolist(), strict=True):
+        out.append(int(goods[f]["_file_row"][pos - int(sizes[f])].as_py()))
+    return out

@@ -1,0 +1,57 @@
+"""Shared dictionaries: one dictionary per text column across files and chunks, and ids of one
+type across files."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from likelens.schema import ID_COLUMNS
+
+
+def shared_dictionaries(events: pa.Table) -> pa.Table:
+    """One dictionary per text column across every file and chunk.
+
+    Each file's hashed columns share one dictionary among its chunks, but files differ; left
+    so, every concatenation (``combine_chunks`` of the engagement table, say) unifies hundreds
+    of chunk dictionaries of a million values each (30 s at 100M events over four files).
+    Unifying the distinct dictionaries once costs their total size plus one take per row, so
+    the features stage calls this on the engagements only, not on the whole log.
+    """
+    columns = []
+    for name in events.column_names:
+        col = events[name]
+        if not pa.types.is_dictionary(col.type) or col.num_chunks < 2:
+            columns.append(col)
+            continue
+        distinct: dict[tuple[int, int, int], pa.Array] = {}
+        for ch in col.chunks:  # chunks built on one dictionary share its buffers
+            d = ch.dictionary
+            distinct.setdefault((d.buffers()[-1].address if d.buffers()[-1] else 0,
+                                 d.offset, len(d)), d)
+        if len(distinct) == 1:
+            columns.append(col)
+            continue
+        values = pc.unique(pa.concat_arrays(list(distinct.values())))
+        remap = {k: pc.index_in(d, value_set=values).cast(col.type.index_type)
+                 for k, d in distinct.items()}
+        chunks = []
+        for ch in col.chunks:
+            d = ch.dictionary
+            k = (d.buffers()[-1].address if d.buffers()[-1] else 0, d.offset, len(d))
+            chunks.append(pa.DictionaryArray.from_arrays(remap[k].take(ch.indices), values))
+        columns.append(pa.chunked_array(chunks, col.type))
+    return pa.table(columns, names=events.column_names)
+
+
+def unify_ids(tables: list[pa.Table]) -> list[pa.Table]:
+    """Make every id column one type across files: int64 where all files agree, else text."""
+    out = list(tables)
+    for c in ID_COLUMNS:
+        types = {t.schema.field(c).type for t in out if c in t.column_names}
+        if len(types) <= 1:
+            continue
+        for i, t in enumerate(out):
+            if c in t.column_names:
+                out[i] = t.set_column(t.column_names.index(c), c, pc.cast(t[c], pa.string()))
+    return out

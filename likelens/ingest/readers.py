@@ -1,0 +1,194 @@
+"""Input readers: each file as it is (Parquet typed; CSV as bytes, so invalid UTF-8 is caught per
+row; JSON Lines with Arrow, or line by line when Arrow refuses it), with its malformed rows."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from likelens.errors import InputError
+from likelens.privacy import keyed_hash
+from likelens.schema import quarantine_reason as Q
+
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
+            ".ndjson": "jsonl", ".json": "jsonl"}
+
+
+_IP_LIKE = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}\b")
+
+
+def discover(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files and directories into the sorted list of input files."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+            if not found:
+                raise InputError("directory holds no .parquet, .csv or .jsonl files", file=str(p))
+            files.extend(found)
+        elif p.is_file():
+            if p.suffix.lower() not in SUFFIXES:
+                raise InputError(f"unknown file type {p.suffix!r}; use .parquet, .csv or .jsonl",
+                                 file=str(p))
+            files.append(p)
+        else:
+            raise InputError("no such file or directory", file=str(p))
+    return files
+
+
+@dataclass
+class RawFile:
+    """One file as read, before coercion: its columns, and rows that never parsed."""
+
+    table: pa.Table
+    malformed: list[tuple[int, str, str]]  # (row, raw, reason)
+    bad_utf8_rows: pa.Array | None = None  # bool per row
+
+
+def redact(text: str, key: bytes) -> str:
+    """Replace anything that looks like an IP address in free text by its keyed hash."""
+    return _IP_LIKE.sub(lambda m: "ip:" + keyed_hash(key, b"raw:" + m.group(0).encode()), text)
+
+
+def _read_parquet(path: Path) -> RawFile:
+    try:
+        # Text columns decode straight from Parquet's dictionary pages: pseudonymising and
+        # validating then touch each distinct value once, never each row.
+        names = set(pq.read_schema(path).names)
+        table = pq.read_table(path, read_dictionary=[c for c in ("ip", "device_id", "region",
+                                                                 "action") if c in names])
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"unreadable Parquet file ({exc})", file=str(path)) from None
+    return RawFile(table, [])
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open("rb") as fh:
+        first = fh.readline()
+    if not first.strip():
+        raise InputError("file is empty (no header row)", file=str(path))
+    text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    import csv
+
+    return [c.strip() for c in next(csv.reader([text]))]
+
+
+def _read_csv(path: Path) -> RawFile:
+    names = _csv_header(path)
+    malformed: list[tuple[int, str, str]] = []
+
+    def on_bad(row: pacsv.InvalidRow) -> str:
+        # row.number is the 1-based line number, header included, when read single-threaded.
+        number = (row.number - 2) if row.number is not None else -1
+        malformed.append((number, row.text, Q("malformed_row")))
+        return "skip"
+
+    def read(threads: bool) -> pa.Table:
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=threads),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in names}),
+        )
+
+    try:
+        table = read(True)
+        if malformed:  # numbers are only known single-threaded: read again to get them
+            malformed.clear()
+            table = read(False)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"unreadable CSV file ({exc})", file=str(path)) from None
+    # Rows the handler skipped are missing from the table: recover each good row's number.
+    skipped = sorted(r for r, _, _ in malformed)
+    row_numbers = _row_numbers(table.num_rows, skipped)
+    columns, bad_utf8 = [], None
+    for name in names:
+        col = table[name]
+        try:
+            columns.append(pc.cast(col, pa.string()))
+        except pa.ArrowInvalid:
+            decoded = [None if b is None else b.decode("utf-8", errors="backslashreplace")
+                       for b in col.to_pylist()]
+            flags = pa.array([b is not None and _not_utf8(b) for b in col.to_pylist()])
+            bad_utf8 = flags if bad_utf8 is None else pc.or_(bad_utf8, flags)
+            columns.append(pa.array(decoded, pa.string()))
+    out = pa.table(columns, names=names).append_column("_row", pa.array(row_numbers, pa.int64()))
+    return RawFile(out, malformed, bad_utf8)
+
+
+def _not_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _row_numbers(n_good: int, skipped: Sequence[int]) -> list[int]:
+    """0-based file row numbers of the ``n_good`` rows that remain after ``skipped`` rows."""
+    out, s, row = [], 0, 0
+    while len(out) < n_good:
+        if s < len(skipped) and skipped[s] == row:
+            s += 1
+        else:
+            out.append(row)
+        row += 1
+    return out
+
+
+def _read_jsonl(path: Path) -> RawFile:
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", file=str(path))
+    try:
+        return RawFile(pajson.read_json(path), [])
+    except (pa.ArrowException, OSError):
+        pass  # mixed types or broken lines: read line by line, quarantining what fails
+    rows: list[dict[str, object]] = []
+    numbers: list[int] = []
+    malformed: list[tuple[int, str, str]] = []
+    bad_utf8: list[bool] = []
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh):
+            text = line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError:
+                malformed.append((number, text, Q("malformed_row")))
+                continue
+            if not isinstance(obj, dict):
+                malformed.append((number, text, Q("malformed_row")))
+                continue
+            rows.append({k: _as_text(v) for k, v in obj.items()})
+            numbers.append(number)
+            bad_utf8.append(_not_utf8(line))
+    names = sorted({k for r in rows for k in r})
+    table = pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names})
+    table = table.append_column("_row", pa.array(numbers, pa.int64()))
+    return RawFile(table, malformed, pa.array(bad_utf8) if any(bad_utf8) else None)
+
+
+def _as_text(v: object) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, int | float):
+        return str(v)
+    return json.dumps(v, ensure_ascii=False)
+
+
+READERS = {"parquet": _read_parquet, "csv": _read_csv, "jsonl": _read_jsonl}
