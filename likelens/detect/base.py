@@ -29,7 +29,9 @@ class Group:
     first_ts: int
     last_ts: int
     evidence: str
-    strength: float  # -log10 of how likely the group is under the organic null
+    # -log10 of (a bound on) how likely the group is under its detector's organic null: the
+    # same unit for every detector, so groups of different kinds sort together.
+    strength: float
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens.arrays import distinct
-from likelens.detect.base import Detector, Group, Signal, State
+from likelens.detect.base import Detector, Group, Signal, State, poisson_surprise
 from likelens.features import Features, footprint, task_shaped
 
 
@@ -369,5 +369,10 @@ class DenseDetector(Detector):
                     f"{fill:.0%} filled ({fp.engagements} engagements); density {density:.1f} "
                     f"against {null_density:.1f} for the shuffled graph; {fp.devices} "
                     f"devices, {fp.networks} /24 ranges")
+        # Strength: -log10 of the Poisson bound on the block's engagements if it were only as
+        # dense as the shuffled graph's densest block (its engagements scaled by the ratio).
+        ratio = max(null_density, 1e-9) / max(density, 1e-9)
+        strength = poisson_surprise(np.array([float(fp.engagements)]),
+                                    np.array([fp.engagements * ratio]))[0]
         return Group("dense", fp.users, fp.videos, fp.first_ts, fp.last_ts, evidence,
-                     float(density / max(null_density, 1e-9)))
+                     float(strength))

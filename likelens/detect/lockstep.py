@@ -161,21 +161,28 @@ class LockstepDetector(Detector):
         n_acc = feats.n_accounts
         codes = feats.account_codes
         if fitting:
-            group_of = self._learn_groups(feats, w)
+            group_of, pairs_of = self._learn_groups(feats, w)
             members = np.flatnonzero(group_of >= 0)
             state.tables["members"] = pa.table({
                 "user_id": feats.account_ids().take(pa.array(members)),
                 "group": pa.array(group_of[members], pa.int64())})
+            state.tables["groups"] = pa.table({
+                "group": pa.array(np.arange(len(pairs_of)), pa.int64()),
+                "pairs": pa.array(pairs_of, pa.int64())})
             state.values["min_shared"] = self.min_shared_
+            state.values["chance_share"] = self.chance_share_
+            pairs_by_group = pairs_of
         else:
             self.min_shared_ = int(state.values["min_shared"])
+            self.chance_share_ = float(state.values["chance_share"])
             members = state.tables["members"]
             at = feats.codes_of_accounts(members["user_id"])
             group_of = np.full(n_acc, -1)
             found = at >= 0
             # Groups keep their order; those with no member in this log are left out.
-            _, compact = np.unique(members["group"].to_numpy()[found], return_inverse=True)
+            kept, compact = np.unique(members["group"].to_numpy()[found], return_inverse=True)
             group_of[at[found]] = compact.ravel()
+            pairs_by_group = state.tables["groups"]["pairs"].to_numpy()[kept]
         groups: list[Group] = []
         account_group: dict[object, int] = {}
         if (group_of >= 0).any():
@@ -184,7 +191,8 @@ class LockstepDetector(Detector):
             rows = np.flatnonzero(row_group >= 0)
             rows = rows[np.argsort(row_group[rows], kind="stable")]
             bounds = np.searchsorted(row_group[rows], np.arange(group_of.max() + 2))
-            groups = [self._describe(feats, rows[bounds[i]:bounds[i + 1]])
+            groups = [self._describe(feats, rows[bounds[i]:bounds[i + 1]],
+                                     int(pairs_by_group[i]))
                       for i in range(len(bounds) - 1)]
         for gi, g in enumerate(groups):
             for acc in g.accounts:
@@ -199,24 +207,36 @@ class LockstepDetector(Detector):
                       account_group)
 
 
-    def _learn_groups(self, feats: Features, w: int) -> np.ndarray:
+    def _learn_groups(self, feats: Features, w: int) -> tuple[np.ndarray, np.ndarray]:
         """Group per account code (-1: none): accounts joined by pairs that met on
-        ``min_shared_`` targets or more, in components of ``min_group`` accounts or more."""
+        ``min_shared_`` targets or more, in components of ``min_group`` accounts or more; and
+        each group's number of such pairs. Also learns ``chance_share_``: the shifted null's
+        pairs at the threshold over the real ones (how many of the pairs chance explains)."""
         real = self._pairs(feats, w, shift=False)
         null = self._pairs(feats, w, shift=True)
-        self.min_shared_ = self._choose_min_shared(_histogram(real[2]), _histogram(null[2]))
-        keep = real[2] >= self.min_shared_
+        real_h, null_h = _histogram(real[2]), _histogram(null[2])
+        self.min_shared_ = self._choose_min_shared(real_h, null_h)
+        k = self.min_shared_
+        n_real = sum(v for c, v in real_h.items() if c >= k)
+        n_null = sum(v for c, v in null_h.items() if c >= k)
+        # At least one chance pair in the null's place: a null that found none says "rare",
+        # not "impossible".
+        self.chance_share_ = min(max(n_null, 1) / max(n_real, 1), 1.0)
+        keep = real[2] >= k
         a, b = real[0][keep], real[1][keep]
         group_of = np.full(feats.n_accounts, -1)
+        pairs_of: list[int] = []
         if len(a):
             involved = distinct(np.concatenate([a, b]))
             local = np.searchsorted(involved, np.concatenate([a, b]))
             half = len(a)
             comp = components(len(involved), local[:half], local[half:])
             labels, sizes = np.unique(comp, return_counts=True)
+            pair_comp = comp[local[:half]]
             for gi, lab in enumerate(labels[sizes >= self.min_group]):
                 group_of[involved[comp == lab]] = gi
-        return group_of
+                pairs_of.append(int(np.count_nonzero(pair_comp == lab)))
+        return group_of, np.array(pairs_of, dtype=np.int64)
 
     def _choose_min_shared(self, real: dict[int, int], null: dict[int, int]) -> int:
         """Smallest shared-target count at which chance explains few of the pairs found.
@@ -272,7 +292,7 @@ class LockstepDetector(Detector):
         return _meetings(acc[rows][order], tgt[order], t[order], creator, w,
                          feats.n_accounts, self.min_shared)
 
-    def _describe(self, feats: Features, rows: np.ndarray) -> Group:
+    def _describe(self, feats: Features, rows: np.ndarray, n_pairs: int) -> Group:
         """A group's evidence from its engagements (``rows``): the targets that at least
         ``min_group`` of its accounts engaged are the ones it worked together."""
         e = feats.engagements
@@ -287,5 +307,7 @@ class LockstepDetector(Detector):
                     f"{self.window_s // 60} min of each other, across "
                     f"{len(videos)} videos; they used {fp.devices} devices and {fp.networks} "
                     "/24 ranges")
+        # Strength: each of the group's pairs is chance with probability at most the null's
+        # share at the threshold, so the group is, at most, that to the power of its pairs.
         return Group("lockstep", fp.users, videos, fp.first_ts, fp.last_ts, evidence,
-                     float(len(fp.users)))
+                     float(n_pairs * -np.log10(self.chance_share_)))
