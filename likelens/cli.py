@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,23 +81,35 @@ def simulate(scenario: str, seed: int, users: int | None, out_dir: Path | None, 
         out.print(stats_table(result))
 
 
+def _run_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The options scan and apply share: inputs, outputs, key, limits, report, ledger."""
+    options = [
+        click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path)),
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+                     help="Directory for the output files."),
+        click.option("--key-file", type=click.Path(path_type=Path), default=None,
+                     help="Key for pseudonymising IPs and devices (else $LIKELENS_KEY, else "
+                          "the demo key); apply needs the scan's key, so that ids line up."),
+        click.option("--max-bad-rows", type=int, default=None,
+                     help="Exit 3 when more rows than this are quarantined."),
+        click.option("--threads", type=int, default=None,
+                     help="Threads for DuckDB (default: all)."),
+        click.option("--profile", is_flag=True, help="Print the time each stage took."),
+        click.option("--no-report", is_flag=True, help="Skip report.html."),
+        click.option("--ledger", "ledger_dir", type=click.Path(path_type=Path), default=None,
+                     help="Append the groups and decisions to the evidence ledger in DIR."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Directory for the output files.")
-@click.option("--key-file", type=click.Path(path_type=Path), default=None,
-              help="Key for pseudonymising IPs and devices (else $LIKELENS_KEY, else demo key).")
-@click.option("--max-bad-rows", type=int, default=None,
-              help="Exit 3 when more rows than this are quarantined.")
+@_run_options
 @click.option("--target-fpr", type=float, default=0.001, show_default=True,
               help="Target organic false-positive rate that sets the flag threshold.")
 @click.option("--detectors", default=None,
               help="Comma-separated detectors to run (default: all; see `likelens detectors`).")
-@click.option("--threads", type=int, default=None, help="Threads for DuckDB (default: all).")
-@click.option("--profile", is_flag=True, help="Print the time each stage took.")
-@click.option("--no-report", is_flag=True, help="Skip report.html.")
-@click.option("--ledger", "ledger_dir", type=click.Path(path_type=Path), default=None,
-              help="Append the scan's groups and decisions to the evidence ledger in DIR.")
 @click.option("--set", "settings", multiple=True, metavar="DETECTOR.PARAM=VALUE",
               help="A detector parameter, e.g. lockstep.window_s=300 (repeatable; "
                    "`likelens detectors --params` lists them).")
@@ -130,20 +143,9 @@ def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
 
 
 @cli.command(name="apply")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_run_options
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True,
               help="A model directory written by `likelens scan` (SCAN_DIR/model).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Directory for the output files.")
-@click.option("--key-file", type=click.Path(path_type=Path), default=None,
-              help="Key for pseudonymising IPs and devices: the scan's key, so ids line up.")
-@click.option("--max-bad-rows", type=int, default=None,
-              help="Exit 3 when more rows than this are quarantined.")
-@click.option("--threads", type=int, default=None, help="Threads for DuckDB (default: all).")
-@click.option("--profile", is_flag=True, help="Print the time each stage took.")
-@click.option("--no-report", is_flag=True, help="Skip report.html.")
-@click.option("--ledger", "ledger_dir", type=click.Path(path_type=Path), default=None,
-              help="Append the decisions to the evidence ledger in DIR.")
 def apply_cmd(inputs: tuple[Path, ...], model_dir: Path, out_dir: Path, key_file: Path | None,
               max_bad_rows: int | None, threads: int | None, profile: bool, no_report: bool,
               ledger_dir: Path | None) -> None:
