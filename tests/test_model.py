@@ -172,3 +172,13 @@ def test_detectors_params_lists_what_set_takes() -> None:
     r = run("detectors", "--params")
     assert r.returncode == 0, r.stderr
     assert "lockstep.window_s" in r.stdout and "600" in r.stdout
+
+
+def test_a_model_missing_a_learned_value_is_refused(fitted, tmp_path: Path) -> None:
+    events, scan_dir, _ = fitted
+    m = model_io.load(scan_dir / "model")
+    del m.states["lockstep"].values["chance_share"]
+    short = model_io.save(m, tmp_path / "short")  # a consistent manifest, an incomplete state
+    r = run("apply", str(events), "--model", str(short), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert "chance_share" in r.stderr

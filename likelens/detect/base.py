@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from likelens.errors import ModelError
 from likelens.features import Features
 
 
@@ -79,6 +80,8 @@ class Detector:
 
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()  # "views", "device", "ip", "text"
+    learns: ClassVar[tuple[str, ...]] = ()  # the values ``_run`` records when fitting
+    learns_tables: ClassVar[tuple[str, ...]] = ()  # the tables it records
 
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
@@ -91,13 +94,22 @@ class Detector:
 
     def fit(self, feats: Features) -> Detector:
         self.state_ = State()
-        self.signal_ = self._silent(feats) if not self.available(feats) else self._run(
-            feats, self.state_, fitting=True)
+        if not self.available(feats):
+            # Nothing learned: applied to any log, the detector stays silent too.
+            self.state_.values["silent"] = True
+            self.signal_ = self._silent(feats)
+        else:
+            self.signal_ = self._run(feats, self.state_, fitting=True)
         return self
 
     def apply(self, feats: Features, state: State) -> Signal:
-        if not self.available(feats):
+        if not self.available(feats) or state.values.get("silent"):
             return self._silent(feats)
+        missing = [name for name in self.learns if name not in state.values]
+        missing += [name for name in self.learns_tables if name not in state.tables]
+        if missing:
+            raise ModelError(f"the model's {self.name} state has no {', '.join(missing)} "
+                             "(written by another version?); fit again with likelens scan")
         return self._run(feats, state, fitting=False)
 
     def _silent(self, feats: Features) -> Signal:

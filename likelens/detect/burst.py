@@ -53,6 +53,7 @@ class BurstDetector(Detector):
     """Per-target and per-hour surprise of task-shaped engagements and of likes over views."""
 
     name = "burst"
+    learns = ("conversion_ceiling", "session_conversion_ceiling")
     needs = ("views",)
 
     def __init__(self, *, bucket_s: int = 3600, near_s: int = 1800,

@@ -193,6 +193,7 @@ class DenseDetector(Detector):
     """Blocks of accounts and targets denser than the same graph shuffled can produce."""
 
     name = "dense"
+    learns_tables = ("members", "targets", "blocks")
 
     def __init__(self, *, max_blocks: int = 50, min_accounts: int = 5, seed: int = 0,
                  max_creator_share: float = 0.8, push_window_s: int = 1800,

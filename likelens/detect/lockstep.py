@@ -146,6 +146,8 @@ class LockstepDetector(Detector):
     """Pairs of accounts meeting on several targets of several creators within a window."""
 
     name = "lockstep"
+    learns = ("min_shared", "chance_share")
+    learns_tables = ("members", "groups")
 
     def __init__(self, *, window_s: int = 600, min_shared: int = 3, min_group: int = 5,
                  shift_s: int = 7200, max_null_share: float = 0.1, max_cell: int = 200,
