@@ -105,6 +105,10 @@ def account_context(columns: Mapping[str, np.ndarray], task_shaped: np.ndarray) 
     infrastructure that itself converges (device, address or subnet surprise)."""
     ctx = np.asarray(task_shaped, dtype=bool).copy()
     infra = infra_context(columns)
+    # A farm's phone (two or more converging accounts use it): account-level evidence applies
+    # there, whatever session the account's other views make.
+    if "dev_farm" in columns:
+        ctx |= np.nan_to_num(np.asarray(columns["dev_farm"], dtype=float)) > 0
     return ctx | infra if infra is not None else ctx
 
 

@@ -51,6 +51,7 @@ class InfraDetector(Detector):
     """Co-engagement surprise per device, address and /24; accounts per device."""
 
     name = "infra"
+    learns = ("device_share_decay",)
     needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, half_surprise: float = 4.0) -> None:
@@ -64,6 +65,9 @@ class InfraDetector(Detector):
         acc = feats.account_codes.astype(np.int64)
         tgt = feats.target_codes
         codes = {key: feats.key_codes(key) for key, _ in KEYS if present[key]}
+        # The organic sharing rate (0.5, an even chance, when the log has no devices).
+        q = state.value("device_share_decay", lambda: self._share_decay(
+            codes["device_hash"], acc) if "device_hash" in codes else 0.5, fitting=fitting)
         for key, short in KEYS:
             if key not in codes:
                 columns[f"{short}_surprise"] = np.zeros(n)
@@ -72,8 +76,6 @@ class InfraDetector(Detector):
             columns[f"{short}_surprise"] = poisson_surprise(obs, lam, tests=n)
         if "device_hash" in codes:
             dev = codes["device_hash"]
-            q = state.value("device_share_decay", lambda: self._share_decay(dev, acc),
-                            fitting=fitting)
             columns["dev_accounts_surprise"] = self._accounts_per_device(dev, acc, q)
             # Not evidence (families share phones): it tells fusion whether an engagement was
             # made on a phone of the account's own or on one it shares.
@@ -85,6 +87,21 @@ class InfraDetector(Detector):
         acct_max = feats.per_account_max(np.maximum.reduce(
             [columns["dev_surprise"], columns["ip_surprise"], columns["net_surprise"]]))
         columns["acct_infra_surprise"] = acct_max
+        # Not evidence either: the engagement was made on a phone that two or more converging
+        # accounts use, a farm's phone (a family's phone carries at most a rented account's
+        # owner among its converging accounts). Fusion lets account-level evidence apply there.
+        if "device_hash" in codes:
+            dev = codes["device_hash"]
+            has = (dev >= 0) & (acct_max > 0)
+            farm = np.zeros(n)
+            if has.any():
+                per_dev = distinct_per_key(dev[has], acc[has])
+                converging = np.zeros(int(dev.max()) + 1)
+                converging[:len(per_dev)] = per_dev
+                farm = ((dev >= 0) & (converging[np.maximum(dev, 0)] >= 2)).astype(float)
+            columns["dev_farm"] = farm
+        else:
+            columns["dev_farm"] = np.zeros(n)
         event = np.maximum.reduce([columns["dev_surprise"], columns["ip_surprise"],
                                    columns["net_surprise"], columns["dev_accounts_surprise"]])
         return Signal(self.name, self.get_params(), columns, squash(event, self.half_surprise))
