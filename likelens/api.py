@@ -121,11 +121,19 @@ def _finish(result: ScanResult, ing: IngestResult, out: str | Path | None, repor
             progress("appending to the evidence ledger")
         run.ledger_records = record_scan(Ledger(Path(ledger)), result.summary,
                                          result.engagements, result.groups, ing.files)
-    if max_bad_rows is not None and ing.quarantine.num_rows > max_bad_rows:
-        where = f"; see {run.paths['quarantine']}" if "quarantine" in run.paths else ""
-        raise TooManyBadRows(f"{ing.quarantine.num_rows} rows quarantined, more than "
-                             f"--max-bad-rows {max_bad_rows}{where}")
+    check_bad_rows(run, max_bad_rows)
     return run
+
+
+def check_bad_rows(run: Run, max_bad_rows: int | None) -> None:
+    """Refuse a run that quarantined more rows than the caller tolerates (exit 3). Callers
+    that print a summary first call this after printing; ``scan`` and ``apply`` call it when
+    given ``max_bad_rows``."""
+    n = run.ingest.quarantine.num_rows
+    if max_bad_rows is not None and n > max_bad_rows:
+        where = f"; see {run.paths['quarantine']}" if "quarantine" in run.paths else ""
+        raise TooManyBadRows(f"{n} rows quarantined, more than --max-bad-rows "
+                             f"{max_bad_rows}{where}")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from likelens import __version__
-from likelens.errors import InputError, LikeLensError, TooManyBadRows
+from likelens.errors import InputError, LikeLensError
 
 if TYPE_CHECKING:
     from likelens.api import Run
@@ -199,9 +199,9 @@ def _report_run(run: Run, profile: bool, ledger_dir: Path | None,
         err.print(f"model: {paths['model']}")
     if "report" in paths:
         out.print(f"report: {paths['report'].resolve()}")
-    if max_bad_rows is not None and ing.quarantine.num_rows > max_bad_rows:
-        raise TooManyBadRows(f"{ing.quarantine.num_rows} rows quarantined, more than "
-                             f"--max-bad-rows {max_bad_rows}; see {paths['quarantine']}")
+    from likelens.api import check_bad_rows
+
+    check_bad_rows(run, max_bad_rows)
 
 
 @cli.command("eval")
