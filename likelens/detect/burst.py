@@ -49,6 +49,19 @@ def bought_share(liked: np.ndarray, opened: np.ndarray, ceiling: float) -> np.nd
         return np.where(x > 0, f / x, 0.0)
 
 
+def _creator_pairs(acc: np.ndarray, cre: np.ndarray, vid: np.ndarray, rows: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The (account, creator) pairs of the engagements ``rows`` (valid codes only): each pair's
+    account, each row's pair, and per pair its engagements and distinct videos."""
+    n_cre = int(cre[rows].max()) + 1
+    pairs, inv, per_pair = np.unique(acc[rows] * n_cre + cre[rows], return_inverse=True,
+                                     return_counts=True)
+    inv = inv.ravel().astype(np.int64)
+    n_vid = int(vid[rows].max()) + 1
+    videos = np.bincount(distinct(inv * n_vid + vid[rows]) // n_vid, minlength=len(pairs))
+    return pairs // n_cre, inv, per_pair, videos
+
+
 class BurstDetector(Detector):
     """Per-target and per-hour surprise of task-shaped engagements and of likes over views."""
 
@@ -164,10 +177,8 @@ class BurstDetector(Detector):
         through = (watch >= self.full_watch) & (watch_ms >= self.full_watch_min_s * 1000)
         vid = e["vid"].to_numpy().astype(np.int64)
         acc = feats.account_codes.astype(np.int64)
-        enc = pc.dictionary_encode(e["creator_id"]).combine_chunks()
-        cre = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        cre = feats.key_codes("creator_id").astype(np.int64)
         ok = acted & (vid >= 0) & (cre >= 0)
-        n_cre = int(cre.max(initial=-1)) + 1
         loyal = np.zeros(len(acc), dtype=bool)
         n_acc = int(acc.max(initial=-1)) + 1
         per_acc = np.bincount(acc[ok], minlength=n_acc)
@@ -175,13 +186,9 @@ class BurstDetector(Detector):
         # and only with two engagements or more: the pairs are counted for those alone.
         asked = np.bincount(acc[alone], minlength=n_acc) > 0
         rows = np.flatnonzero(ok & asked[acc] & (per_acc[acc] >= 2))
-        if len(rows) and n_cre:
-            pair = acc[rows] * n_cre + cre[rows]
-            pairs, inv, per_pair = np.unique(pair, return_inverse=True, return_counts=True)
-            n_vid = int(vid.max()) + 1
-            videos_of_pair = np.bincount(distinct(inv.astype(np.int64) * n_vid + vid[rows])
-                                         // n_vid, minlength=len(pairs))
-            share = per_pair / per_acc[pairs // n_cre]
+        if len(rows):
+            pair_acc, inv, per_pair, videos_of_pair = _creator_pairs(acc, cre, vid, rows)
+            share = per_pair / per_acc[pair_acc]
             loyal[rows] = ((videos_of_pair >= 2) & (share >= self.loyal_share))[inv]
         return acted & (through | loyal)
 
@@ -225,18 +232,11 @@ class BurstDetector(Detector):
         shows."""
         acc = feats.account_codes.astype(np.int64)
         cre = feats.key_codes("creator_id").astype(np.int64)
-        ok = like & (vid >= 0) & (cre >= 0)
         out = np.zeros(len(vid), dtype=bool)
-        rows = np.flatnonzero(ok)
-        if len(rows) == 0:
-            return out
-        n_cre = int(cre[rows].max()) + 1
-        _, inv = np.unique(acc[rows] * n_cre + cre[rows], return_inverse=True)
-        inv = inv.ravel().astype(np.int64)
-        n_vid = int(vid[rows].max()) + 1
-        videos_of_pair = np.bincount(distinct(inv * n_vid + vid[rows]) // n_vid,
-                                     minlength=int(inv.max()) + 1)
-        out[rows] = videos_of_pair[inv] >= 2
+        rows = np.flatnonzero(like & (vid >= 0) & (cre >= 0))
+        if len(rows):
+            _, inv, _, videos_of_pair = _creator_pairs(acc, cre, vid, rows)
+            out[rows] = videos_of_pair[inv] >= 2
         return out
 
     def _ceiling(self, liked: np.ndarray, opened: np.ndarray) -> float:

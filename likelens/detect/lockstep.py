@@ -216,15 +216,9 @@ class LockstepDetector(Detector):
         pairs at the threshold over the real ones (how many of the pairs chance explains)."""
         real = self._pairs(feats, w, shift=False)
         null = self._pairs(feats, w, shift=True)
-        real_h, null_h = _histogram(real[2]), _histogram(null[2])
-        self.min_shared_ = self._choose_min_shared(real_h, null_h)
-        k = self.min_shared_
-        n_real = sum(v for c, v in real_h.items() if c >= k)
-        n_null = sum(v for c, v in null_h.items() if c >= k)
-        # At least one chance pair in the null's place: a null that found none says "rare",
-        # not "impossible".
-        self.chance_share_ = min(max(n_null, 1) / max(n_real, 1), 1.0)
-        keep = real[2] >= k
+        self.min_shared_, self.chance_share_ = self._choose_min_shared(
+            _histogram(real[2]), _histogram(null[2]))
+        keep = real[2] >= self.min_shared_
         a, b = real[0][keep], real[1][keep]
         group_of = np.full(feats.n_accounts, -1)
         pairs_of: list[int] = []
@@ -240,21 +234,24 @@ class LockstepDetector(Detector):
                 pairs_of.append(int(np.count_nonzero(pair_comp == lab)))
         return group_of, np.array(pairs_of, dtype=np.int64)
 
-    def _choose_min_shared(self, real: dict[int, int], null: dict[int, int]) -> int:
-        """Smallest shared-target count at which chance explains few of the pairs found.
+    def _choose_min_shared(self, real: dict[int, int], null: dict[int, int]
+                           ) -> tuple[int, float]:
+        """Smallest shared-target count at which chance explains few of the pairs found, and
+        the share of the pairs at or above it that chance explains.
 
         ``null`` counts the pairs found after shifting each account's whole timeline by its own
         random offset of up to ``shift_s``: individual habits stay, coordination is gone. The
         threshold is the smallest k whose null pairs are at most ``max_null_share`` of the real
-        pairs at k or more, and never below ``min_shared``.
+        pairs at k or more, and never below ``min_shared``. The share counts at least one null
+        pair: a null that found none says "rare", not "impossible".
         """
         top = max([*real, *null, self.min_shared])
-        for k in range(self.min_shared, top + 1):
+        for k in range(self.min_shared, top + 2):
             n_real = sum(v for s, v in real.items() if s >= k)
             n_null = sum(v for s, v in null.items() if s >= k)
-            if n_null <= self.max_null_share * n_real:
-                return k
-        return top + 1
+            if n_null <= self.max_null_share * n_real:  # always true past ``top``
+                return k, min(max(n_null, 1) / max(n_real, 1), 1.0)
+        return top + 1, 1.0
 
     def _pairs(self, feats: Features, w: int, *, shift: bool
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
