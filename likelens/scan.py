@@ -169,23 +169,16 @@ def _apply(feats: Features, model: Model, *, progress: Progress | None, timer: T
     """Label built features with a fitted model: each detector applies its learned state,
     fusion its tables and threshold."""
     with timer.stage("detect", progress), runtime.reusing_freed_memory():
-        done = _detect(feats, model.detectors, timer, workers=1 if threads == 1 else 2,
-                       work=lambda name, f: _Applied(get(name).create(**model.params[name])
-                                                     .apply(f, model.states[name])))
-    signals = {name: d.signal_ for name, d in done.items()}
+        signals: dict[str, Signal] = _detect(
+            feats, model.detectors, timer, workers=1 if threads == 1 else 2,
+            work=lambda name, f: get(name).create(**model.params[name]).apply(
+                f, model.states[name]))
     e = feats.engagements
     with timer.stage("fusion", progress):
         columns = _columns(signals)
         fusion = apply_fusion(model.fusion, columns, e["action"],
                               context=account_context(columns, task_shaped(feats)))
     return _finish(feats, fusion, signals, model, timer, progress, quarantine, fitted=False)
-
-
-@dataclass
-class _Applied:
-    """An applied detector's signal, shaped like a fitted detector for ``_detect``."""
-
-    signal_: Signal
 
 
 def _columns(signals: Mapping[str, Signal]) -> dict[str, np.ndarray]:
