@@ -422,13 +422,6 @@ def _empty(threshold: float, estimated_fpr: float) -> Fusion:
                   threshold, estimated_fpr, 1.0, 0.0)
 
 
-def fuse(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
-         action: np.ndarray | pa.Array | pa.ChunkedArray, *, context: np.ndarray | None = None,
-         target_fpr: float = 0.001, iterations: int = 100, alpha: float = 1.0) -> Fusion:
-    """Fit and label one log (``fit_fusion`` without keeping the model)."""
-    return fit_fusion(columns, starts, action, context=context, target_fpr=target_fpr,
-                      iterations=iterations, alpha=alpha)[1]
-
 # Collective evidence whose own null says how much of it chance explains: the gate column, and
 # the column with the share of the unit (a target's pile) that the organic explanation leaves
 # over. A dense block's density against the shuffled graph's densest block was tried as such a
