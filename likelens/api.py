@@ -166,11 +166,10 @@ class Scan:
 
     def _one(self, table: str, column: str, value: Any) -> dict[str, Any] | None:
         t = self.tables[table]
-        col = t[column]
-        probe = pa.scalar(value).cast(col.type) if _castable(value, col.type) else None
+        probe = _as(value, t[column].type)
         if probe is None:
             return None
-        rows = t.filter(pc.equal(col, probe))
+        rows = t.filter(pc.equal(t[column], probe))
         return rows.slice(0, 1).to_pylist()[0] if rows.num_rows else None
 
     def engagement(self, event_id: int) -> dict[str, Any] | None:
@@ -191,17 +190,19 @@ class Scan:
     def engagements_of(self, column: str, value: Any) -> pa.Table:
         """Every engagement whose ``column`` (user_id, video_id, creator_id) is ``value``."""
         col = self.engagements[column]
-        if not _castable(value, col.type):
+        probe = _as(value, col.type)
+        if probe is None:
             return self.engagements.slice(0, 0)
-        return self.engagements.filter(pc.equal(col, pa.scalar(value).cast(col.type)))
+        return self.engagements.filter(pc.equal(col, probe))
 
 
-def _castable(value: Any, to: pa.DataType) -> bool:
+def _as(value: Any, to: pa.DataType) -> pa.Scalar | None:
+    """``value`` as a scalar of the column's type; None when it cannot be one (a text id
+    looked up in an integer column matches nothing)."""
     try:
-        pa.scalar(value).cast(to)
+        return pa.scalar(value).cast(to)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return False
-    return True
+        return None
 
 
 def load(scan_dir: str | Path) -> Scan:
