@@ -26,6 +26,14 @@ SESSION_MS = 10 * 60_000  # views this close (in whole minutes) count as the fee
 REFERRAL_MS = 30 * 60_000  # an engagement this soon after someone else shared the video
 
 
+def _a_row(code: np.ndarray, n_codes: int, wanted: np.ndarray | None) -> np.ndarray:
+    """A row of each code in ``wanted`` (default: every code 0..n_codes-1), for values that
+    are the same on every row of a code (an account's user id, a target's video)."""
+    row = np.zeros(n_codes, dtype=np.int64)
+    row[code] = np.arange(len(code), dtype=np.int64)
+    return row if wanted is None else row[np.asarray(wanted, dtype=np.int64)]
+
+
 @dataclass
 class Features:
     """The engagement table with its features, and the connection that holds the log."""
@@ -65,13 +73,11 @@ class Features:
             self._target_codes = inv.astype(np.int64)
         return self._target_codes
 
-    def account_ids(self) -> pa.Array:
-        """The account (user id, as text) of every account code, by code."""
-        acc = self.account_codes
-        if len(acc) == 0:
-            return pa.array([], pa.string())
-        _, first = np.unique(acc, return_index=True)
-        return pc.cast(self.engagements["user_id"].take(pa.array(first)), pa.string()
+    def account_ids(self, codes: np.ndarray | None = None) -> pa.Array:
+        """The account (user id, as text) of each account code in ``codes`` (default: every
+        code, in code order). One pass over the log, no sort."""
+        return pc.cast(self.engagements["user_id"].take(pa.array(
+            _a_row(self.account_codes, self.n_accounts, codes))), pa.string()
                        ).combine_chunks()
 
     def codes_of_accounts(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -79,10 +85,13 @@ class Features:
         found = pc.index_in(pc.cast(ids, pa.string()), value_set=self.account_ids())
         return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
-    def target_keys(self) -> pa.Array:
-        """Each engagement's target as text that holds across logs: the action and the
-        video, or for a follow the creator (``target`` codes are this log's own)."""
-        e = self.engagements
+    def target_keys(self, codes: np.ndarray | None = None) -> pa.Array:
+        """The target of each target code in ``codes`` (default: every code, in code order) as
+        text that holds across logs: the action and the video, or for a follow the creator
+        (``target_codes`` are this log's own)."""
+        tgt = self.target_codes
+        e = self.engagements.select(["action", "video_id", "creator_id"]).take(pa.array(
+            _a_row(tgt, int(tgt.max(initial=-1)) + 1, codes)))
         follow = pc.equal(e["action"], "follow")
         what = pc.if_else(follow, pc.cast(e["creator_id"], pa.string()),
                           pc.cast(e["video_id"], pa.string()))

@@ -183,12 +183,6 @@ def _activity_rank(feats: Features) -> np.ndarray:
 Block4 = tuple[np.ndarray, np.ndarray, float, float]
 
 
-def _target_key_of_code(feats: Features, g: Graph) -> pa.Array:
-    """The stable key (``Features.target_keys``) of every target code."""
-    _, first = np.unique(g.tgt, return_index=True)
-    return feats.target_keys().take(pa.array(first))
-
-
 class DenseDetector(Detector):
     """Blocks of accounts and targets denser than the same graph shuffled can produce."""
 
@@ -211,9 +205,9 @@ class DenseDetector(Detector):
         acc = g.acc
         if fitting:
             blocks = self._learn_blocks(feats, g, task)
-            self._record(feats, g, blocks, state)
+            self._record(feats, blocks, state)
         else:
-            blocks = self._recall(feats, g, state)
+            blocks = self._recall(feats, state)
         in_block_acc = np.full(g.n_acc, -1)
         in_block_tgt = np.zeros(g.n_tgt, dtype=bool)
         groups: list[Group] = []
@@ -282,32 +276,30 @@ class DenseDetector(Detector):
         return blocks
 
     @staticmethod
-    def _record(feats: Features, g: Graph, blocks: list[Block4], state: State) -> None:
+    def _record(feats: Features, blocks: list[Block4], state: State) -> None:
         """Blocks as tables: accounts by user id, targets by action and video."""
-        ids = feats.account_ids()
-        keys = _target_key_of_code(feats, g)
         acc_of = [np.asarray(b[0], dtype=np.int64) for b in blocks]
         tgt_of = [np.asarray(b[1], dtype=np.int64) for b in blocks]
         gid = np.arange(len(blocks), dtype=np.int64)
         state.tables["members"] = pa.table({
-            "user_id": ids.take(pa.array(np.concatenate([np.zeros(0, np.int64), *acc_of]))),
+            "user_id": feats.account_ids(np.concatenate([np.zeros(0, np.int64), *acc_of])),
             "block": np.repeat(gid, [len(x) for x in acc_of])})
         state.tables["targets"] = pa.table({
-            "target": keys.take(pa.array(np.concatenate([np.zeros(0, np.int64), *tgt_of]))),
+            "target": feats.target_keys(np.concatenate([np.zeros(0, np.int64), *tgt_of])),
             "block": np.repeat(gid, [len(x) for x in tgt_of])})
         state.tables["blocks"] = pa.table({
             "block": gid, "density": pa.array([b[2] for b in blocks], pa.float64()),
             "null_density": pa.array([b[3] for b in blocks], pa.float64())})
 
     @staticmethod
-    def _recall(feats: Features, g: Graph, state: State) -> list[Block4]:
+    def _recall(feats: Features, state: State) -> list[Block4]:
         """The recorded blocks, in this log's codes; blocks none of whose accounts is here
         are left out."""
         members, targets, info = (state.tables["members"], state.tables["targets"],
                                   state.tables["blocks"])
         at = feats.codes_of_accounts(members["user_id"])
         m_block = members["block"].to_numpy()
-        keys = _target_key_of_code(feats, g)
+        keys = feats.target_keys()
         t_at = pc.fill_null(pc.index_in(targets["target"], value_set=keys), -1).to_numpy(
             zero_copy_only=False).astype(np.int64)
         t_block = targets["block"].to_numpy()

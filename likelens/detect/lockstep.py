@@ -166,7 +166,7 @@ class LockstepDetector(Detector):
             group_of, pairs_of = self._learn_groups(feats, w)
             members = np.flatnonzero(group_of >= 0)
             state.tables["members"] = pa.table({
-                "user_id": feats.account_ids().take(pa.array(members)),
+                "user_id": feats.account_ids(members),
                 "group": pa.array(group_of[members], pa.int64())})
             state.tables["groups"] = pa.table({
                 "group": pa.array(np.arange(len(pairs_of)), pa.int64()),
