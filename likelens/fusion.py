@@ -286,8 +286,9 @@ def _terms(logt: np.ndarray, pats: _Patterns) -> np.ndarray:
     """Per component, column and pattern: the log-ratio of the pattern's bin against organic."""
     n_comp = logt.shape[0]
     terms = np.zeros((n_comp, pats.flat.shape[0], pats.flat.shape[1]))
+    organic = logt[0][pats.flat]
     for c in range(1, n_comp):
-        terms[c] = np.where(pats.silent, 0.0, logt[c][pats.flat] - logt[0][pats.flat])
+        terms[c] = np.where(pats.silent, 0.0, logt[c][pats.flat] - organic)
     return terms
 
 
