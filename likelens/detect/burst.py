@@ -92,6 +92,8 @@ class BurstDetector(Detector):
                  if feats.videos is not None else np.zeros(len(vid), dtype=np.int64))
         acted = np.asarray(pc.is_in(e["action"], value_set=pa.array(
             ["like", "comment", "share"])).to_numpy(zero_copy_only=False), dtype=bool)
+        like = np.asarray(pc.equal(e["action"], "like").to_numpy(zero_copy_only=False), bool)
+        liked_view = like & e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
         # Engaged from a view opened alone, or with no view at all: how a task list engages.
         alone = acted & task_shaped(feats)
         explained = self._explained(feats, acted, alone)
@@ -116,8 +118,8 @@ class BurstDetector(Detector):
         # with the views opened alone on the same video, at the conversion warm crowds reach
         # on this log; a task list converts nearly every opening into the engagement it paid
         # for.
-        conv, iso_total, iso_near = self._conversion(feats, alone, task_mask, vid, ts, near,
-                                                     learned)
+        conv, iso_total, iso_near = self._conversion(feats, alone & liked_view, task_mask, vid,
+                                                     ts, near, learned)
         k_near = task_near + 1.0
         # A pile spread over the day (a drip) has only the day's count against it; but an
         # engagement that arrived with a crowd of people opening the video, converting no more
@@ -130,13 +132,14 @@ class BurstDetector(Detector):
         hour_s = poisson_surprise(col("hour_likes"), col("hour_expected"),
                                   tests=n_targets * 24)
         target_s = np.where(task_mask, target_s, 0.0)
-        # Likes from inside a feed session are not task-shaped, but a paid person who took
-        # the task between their own videos still converts every opening the order made.
         watch = feats.engagements["watch_frac"].to_numpy(zero_copy_only=False).astype(float)
         # An in-session like with most of the video watched is a real fan inside a spike.
         fan = ~task_mask & (np.nan_to_num(watch, nan=0.0) >= 0.5)
-        session_s, session_excess = self._session_pile(feats, explained | fan, task_mask, vid,
-                                                       ts, near, n_targets, learned)
+        # Likes from inside a feed session are not task-shaped, but a paid person who took
+        # the task between their own videos still converts every opening the order made.
+        session_s, session_excess = self._session_pile(
+            feats, like, liked_view & ~task_mask & ~explained & ~fan, vid, ts, near, n_targets,
+            learned)
         hour_s = np.where(fan, 0.0, hour_s)
         surprise = np.maximum(target_s, hour_s)
         # The share of the pile that its organic explanation does not cover: the chance that one
@@ -192,26 +195,23 @@ class BurstDetector(Detector):
             loyal[rows] = ((videos_of_pair >= 2) & (share >= self.loyal_share))[inv]
         return acted & (through | loyal)
 
-    def _session_pile(self, feats: Features, explained: np.ndarray, task: np.ndarray,
+    def _session_pile(self, feats: Features, like: np.ndarray, candidates: np.ndarray,
                       vid: np.ndarray, ts: np.ndarray, near: int, n_targets: float,
                       learned: Callable[[str, Callable[[], float]], float]
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Surprise and bought share of the likes around each in-session like, against the
-        video's views in the same window at the conversion ceiling of every opening (the
-        ``conversion_quantile`` of the videos' likes per view)."""
+        """Surprise and bought share of the likes around each of ``candidates`` (in-session
+        likes after a view, neither explained nor a fan's), against the video's views in the
+        same window at the conversion ceiling of every opening (the ``conversion_quantile`` of
+        the videos' likes per view)."""
         n = len(vid)
         zero = np.zeros(n)
-        e = feats.engagements
-        like = np.asarray(pc.equal(e["action"], "like").to_numpy(zero_copy_only=False), bool)
         views = (feats.videos.total(np.arange(int(vid.max(initial=-1)) + 1)).astype(float)
                  if feats.videos is not None else np.zeros(0))
         conv = learned("session_conversion_ceiling", lambda: self._ceiling(
             np.bincount(vid[like & (vid >= 0)], minlength=len(views)), views))
         if feats.videos is None or n == 0:
             return zero, zero
-        has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
-        asked = like & has_view & ~task & ~explained & (vid >= 0)
-        asked &= ~self._repeat_engagers(feats, like, vid)
+        asked = candidates & (vid >= 0) & ~self._repeat_engagers(feats, like, vid)
         if not asked.any():
             return zero, zero
         rows = np.flatnonzero(asked)
@@ -249,26 +249,23 @@ class BurstDetector(Detector):
                 if enough.any() else self.max_conversion)
         return float(np.clip(rate, 0.05, self.max_conversion))
 
-    def _conversion(self, feats: Features, shaped: np.ndarray, task: np.ndarray,
+    def _conversion(self, feats: Features, shaped_likes: np.ndarray, task: np.ndarray,
                     vid: np.ndarray, ts: np.ndarray, near: int,
                     learned: Callable[[str, Callable[[], float]], float]
                     ) -> tuple[float, np.ndarray, np.ndarray]:
         """The conversion ceiling (the ``conversion_quantile`` of the videos' likes per view
-        opened alone, at most ``max_conversion``, over every task-shaped like), and per
-        unexplained task-shaped engagement the views opened alone on its video in all and
-        within ``near`` ms."""
+        opened alone, at most ``max_conversion``, over ``shaped_likes``: the task-shaped likes
+        after a view), and per unexplained task-shaped engagement the views opened alone on its
+        video in all and within ``near`` ms."""
         iso = feats.isolated_views
         if iso is None:  # no views: nothing explains a pile, and nothing measures one
             z = np.zeros(len(vid))
             return learned("conversion_ceiling", lambda: self.max_conversion), z, z
-        e = feats.engagements
-        like = np.asarray(pc.equal(e["action"], "like").to_numpy(zero_copy_only=False), bool)
-        has_view = e["has_view"].to_numpy(zero_copy_only=False).astype(bool)
         total = iso.total(vid).astype(float)
         # A high quantile of the videos' own conversions, not the log's pooled rate: warm
         # crowds (fans after a push, friends from a link) convert far more than the feed, and
         # bought engagement converts every opening and would pull a pooled rate towards itself.
-        liked = shaped & like & has_view & (vid >= 0)
+        liked = shaped_likes & (vid >= 0)
         opened = iso.per_video().astype(float)
         conv = learned("conversion_ceiling", lambda: self._ceiling(
             np.bincount(vid[liked], minlength=len(opened)), opened))
