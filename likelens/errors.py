@@ -9,7 +9,8 @@
     ├── ScenarioError                  a simulator scenario that cannot be loaded
     ├── LedgerVerificationError        a proof, signature or stored record does not check out
     ├── ModelError                     a model directory that is missing, tampered or too new
-    └── SettingError                   a --set name or value no detector takes
+    ├── SettingError                   a --set name or value no detector takes
+    └── ServiceError                   the service cannot start or reach its database or queue
 
 Messages are single lines that name the file, and the row and column where known, because the
 people reading them are looking at a log file, not at our code.
@@ -75,3 +76,8 @@ class ModelError(LikeLensError):
 class SettingError(LikeLensError):
     """A detector parameter (``--set DETECTOR.PARAM=VALUE``) that no detector takes, or a value
     of the wrong type; the message lists the valid names."""
+
+
+class ServiceError(LikeLensError):
+    """The service cannot start: no data directory or database, a database or Redis that does
+    not answer, a key or role that does not exist."""

@@ -1,0 +1,361 @@
+"""Real-time scoring: the batch model's fusion tables on evidence kept up to date event by event.
+
+A batch scan sees the whole day; the service sees only the past. It keeps, per account, device,
+address, range, video and target, the counts the batch detectors compute over the log, updated
+as each event arrives, and hands them to the fitted fusion model as the same evidence columns
+(``fusion.BINS``), so a real-time decision is the batch model's probability of the evidence known
+at that moment:
+
+- behaviour: the view before the like (watch share, seconds since), the account's views in the
+  ten minutes before (its feed session), and its running shares of isolated, view-less and
+  low-watch engagements;
+- burst: task-shaped engagements on the target within ``near_s`` before this one, against the
+  isolated views of the video in the same span at the model's learned conversion ceiling
+  (``burst.conversion_ceiling``); the same binomial surprise and bought share as the batch;
+- infra: accounts per device against the model's learned sharing rate, and accounts from one
+  address or range on one target against the chance the running counts give;
+- groups and blocks the model found: an account in a lockstep group, an engagement on a dense
+  block's targets by one of its accounts.
+
+Evidence that needs the future (views after the like, the day's cadence, co-liking pairs that
+are not yet a group) is left silent; the batch scan that follows finds it and the service revises
+its earlier decisions (``ServiceStore.revise``). State is aged out by event time
+(``window_s``), which bounds memory whatever the stream's length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from likelens.detect.base import binomial_surprise, poisson_surprise
+from likelens.detect.burst import bought_share
+from likelens.features import SESSION_MS
+from likelens.fusion import account_context, apply_fusion
+from likelens.model import Model
+
+NEEDS_VIEW = frozenset(("like", "comment", "share"))
+CHAINED = frozenset(("comment", "share"))
+RECENT_VIEWS = 16  # views kept per account to find the view before a like
+
+
+@dataclass
+class Decision:
+    """One engagement's real-time decision."""
+
+    event_id: str
+    ts: int
+    user_id: str
+    action: str
+    video_id: str | None
+    creator_id: str | None
+    score: float
+    flagged: bool
+    reasons: list[str]
+
+
+@dataclass
+class _Account:
+    views: deque[tuple[int, Any, int, int]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_VIEWS))  # (ts, video, watch_ms, video_ms)
+    n_eng: int = 0
+    n_need: int = 0
+    n_iso: int = 0
+    n_noview: int = 0
+    n_frac: int = 0
+    n_low: int = 0
+    n_views: int = 0
+    infra: float = 0.0
+    last: int = 0
+
+
+@dataclass
+class _Window:
+    """Times of one kind of event on one key, within ``near`` of the newest."""
+
+    times: deque[int] = field(default_factory=deque)
+    total: int = 0
+    last: int = 0
+
+    def add(self, ts: int, near: int) -> int:
+        self.times.append(ts)
+        self.total += 1
+        self.last = ts
+        return self.count(ts, near)
+
+    def count(self, ts: int, near: int) -> int:
+        while self.times and self.times[0] < ts - near:
+            self.times.popleft()
+        return len(self.times)
+
+
+class OnlineScorer:
+    """Incremental evidence for each arriving event, scored by a fitted model in micro-batches.
+
+    Not thread-safe: one worker feeds it, in arrival order.
+    """
+
+    def __init__(self, model: Model, *, version: str, window_s: int = 24 * 3600,
+                 near_s: int | None = None, full_watch: float | None = None,
+                 full_watch_min_s: float | None = None) -> None:
+        self.model, self.version = model, version
+        burst = model.params.get("burst", {})
+        self.near = int((near_s or burst.get("near_s", 1800)) * 1000)
+        self.full_watch = float(full_watch or burst.get("full_watch", 0.9))
+        self.full_watch_ms = float(full_watch_min_s or burst.get("full_watch_min_s", 30.0)) * 1000
+        self.low_watch = float(model.params.get("behaviour", {}).get("low_watch_frac", 0.2))
+        self.fast_chain_ms = int(model.params.get("behaviour", {}).get("fast_chain_s", 15) * 1000)
+        self.window = int(window_s * 1000)
+        self._load_model_facts(model)
+        self.accounts: dict[Any, _Account] = {}
+        self.devices: dict[str, set[Any]] = {}
+        self.key_counts: dict[str, int] = {}
+        self.key_target: dict[tuple[str, Any], tuple[set[Any], list[int]]] = {}
+        self.target_counts: dict[Any, int] = {}
+        self.task_piles: dict[Any, _Window] = {}
+        self.iso_views: dict[Any, _Window] = {}
+        self.n_engagements = 0
+        self.clock = 0
+        self._pruned_at = 0
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def _load_model_facts(self, model: Model) -> None:
+        """What the model learned, as lookups: conversion ceiling, sharing rate, group members,
+        dense blocks (accounts and targets)."""
+        states = model.states
+        burst = states["burst"].values if "burst" in states else {}
+        self.conversion = float(burst.get("conversion_ceiling", 0.6))
+        infra = states["infra"].values if "infra" in states else {}
+        self.share_decay = float(infra.get("device_share_decay", 0.5))
+        self.lockstep: set[str] = set()
+        if "lockstep" in states and "members" in states["lockstep"].tables:
+            self.lockstep = {str(u) for u in states["lockstep"].tables["members"]["user_id"]
+                             .to_pylist()}
+        self.dense: dict[str, set[int]] = {}
+        self.dense_targets: dict[str, set[int]] = {}
+        if "dense" in states and "members" in states["dense"].tables:
+            t = states["dense"].tables
+            for u, b in zip(t["members"]["user_id"].to_pylist(),
+                            t["members"]["block"].to_pylist(), strict=True):
+                self.dense.setdefault(str(u), set()).add(int(b))
+            for k, b in zip(t["targets"]["target"].to_pylist(),
+                            t["targets"]["block"].to_pylist(), strict=True):
+                self.dense_targets.setdefault(str(k), set()).add(int(b))
+
+    def swap_model(self, model: Model, version: str) -> None:
+        """Score with ``model`` from the next batch on; the running evidence is kept."""
+        self.model, self.version = model, version
+        self._load_model_facts(model)
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def score(self, events: pa.Table) -> list[Decision]:
+        """Update the state with ``events`` (canonical columns, in arrival order) and decide
+        every engagement among them."""
+        if events.num_rows == 0:
+            return []
+        cols = {c: events[c].to_pylist() for c in (
+            "event_id", "ts", "user_id", "action", "video_id", "creator_id", "watch_ms",
+            "video_ms", "device_hash", "ip_hash", "ip_sub")}
+        raw: dict[str, list[float]] = {k: [] for k in (
+            "no_view", "watch_frac", "isolated", "fast_chain", "task", "acct_iso_share",
+            "acct_noview_share", "acct_low_share", "acct_views_per_eng", "dev_k", "ip_obs",
+            "ip_lam", "net_obs", "net_lam", "k_near", "iso_near", "k_day", "iso_day",
+            "lockstep_group", "dense_block", "acct_infra")}
+        rows: list[int] = []
+        for i in range(events.num_rows):
+            if self._event(i, cols, raw):
+                rows.append(i)
+        self._maybe_prune()
+        if not rows:
+            return []
+        return self._decide(rows, cols, raw)
+
+    def _event(self, i: int, cols: dict[str, list[Any]], raw: dict[str, list[float]]) -> bool:
+        """Fold event ``i`` into the state; for an engagement, append its raw evidence."""
+        ts = int(cols["ts"][i])
+        self.clock = max(self.clock, ts)
+        user, action, video = str(cols["user_id"][i]), cols["action"][i], cols["video_id"][i]
+        acc = self.accounts.get(user)
+        if acc is None:
+            acc = self.accounts[user] = _Account()
+        acc.last = ts
+        if action == "view":
+            session = any(ts - v[0] <= SESSION_MS for v in acc.views)
+            acc.views.append((ts, video, int(cols["watch_ms"][i] or 0),
+                              int(cols["video_ms"][i] or 0)))
+            acc.n_views += 1
+            if not session and video is not None:
+                self.iso_views.setdefault(video, _Window()).add(ts, self.near)
+            return False
+        view = None
+        for v in reversed(acc.views):
+            if v[1] == video and v[0] <= ts:
+                view = v
+                break
+        needs = action in NEEDS_VIEW
+        has_view = view is not None
+        since = ts - view[0] if view is not None else None
+        video_ms = cols["video_ms"][i] or (view[3] if view is not None else 0)
+        watch_ms = view[2] if view is not None else 0
+        frac = watch_ms / video_ms if has_view and video_ms else math.nan
+        own = 1 if has_view and since is not None and since <= SESSION_MS else 0
+        session = sum(1 for v in acc.views if 0 <= ts - v[0] <= SESSION_MS) - own
+        isolated = session <= 0
+        no_view = needs and not has_view
+        task = isolated or no_view
+        acc.n_eng += 1
+        if needs:
+            acc.n_need += 1
+            acc.n_iso += isolated
+            acc.n_noview += no_view
+        if not math.isnan(frac):
+            acc.n_frac += 1
+            acc.n_low += frac < self.low_watch
+        self.n_engagements += 1
+        target: Any = ("follow", cols["creator_id"][i]) if action == "follow" else (action, video)
+        self.target_counts[target] = self.target_counts.get(target, 0) + 1
+        # Accounts per device, and accounts from one address or range on this target.
+        dev = cols["device_hash"][i]
+        dev_k = 0
+        if dev is not None:
+            users = self.devices.setdefault(dev, set())
+            users.add(user)
+            dev_k = len(users)
+        for key_col, name in (("ip_hash", "ip"), ("ip_sub", "net")):
+            key = cols[key_col][i]
+            if key is None:
+                raw[f"{name}_obs"].append(0.0)
+                raw[f"{name}_lam"].append(0.0)
+                continue
+            kk = name + key
+            n_k = self.key_counts[kk] = self.key_counts.get(kk, 0) + 1
+            seen, last = self.key_target.setdefault((kk, target), (set(), [ts]))
+            seen.add(user)
+            last[0] = ts
+            raw[f"{name}_obs"].append(len(seen) - 1.0)
+            raw[f"{name}_lam"].append((n_k - 1) * (self.target_counts[target] - 1)
+                                      / self.n_engagements)
+        # The target's pile of task-shaped engagements the account's own watch does not
+        # explain, against the video's isolated views in the same span.
+        through = (not math.isnan(frac)) and frac >= self.full_watch and \
+            watch_ms >= self.full_watch_ms
+        pile = self.task_piles.setdefault(target, _Window())
+        if task and not through:
+            k_near = pile.add(ts, self.near)
+        else:
+            k_near = 0
+        iso = self.iso_views.get(video) if video is not None else None
+        iso_near = iso.count(ts, self.near) if iso is not None else 0
+        raw["k_near"].append(float(k_near))
+        raw["iso_near"].append(float(iso_near))
+        raw["k_day"].append(float(pile.total if k_near else 0))
+        raw["iso_day"].append(float(iso.total if iso is not None else 0))
+        raw["no_view"].append(float(no_view))
+        raw["watch_frac"].append(frac if needs else math.nan)
+        raw["isolated"].append(float(needs and isolated))
+        raw["fast_chain"].append(float(action in CHAINED and has_view and since is not None
+                                       and since < self.fast_chain_ms))
+        raw["task"].append(float(task))
+        raw["acct_iso_share"].append(acc.n_iso / acc.n_need if acc.n_need else 0.0)
+        raw["acct_noview_share"].append(acc.n_noview / acc.n_need if acc.n_need else 0.0)
+        raw["acct_low_share"].append(acc.n_low / acc.n_frac if acc.n_frac else 0.0)
+        raw["acct_views_per_eng"].append(acc.n_views / acc.n_eng)
+        raw["dev_k"].append(float(dev_k))
+        raw["lockstep_group"].append(float(user in self.lockstep))
+        blocks = self.dense.get(user)
+        in_block = False
+        if blocks:
+            key = f"{action}\x1f{cols['creator_id'][i] if action == 'follow' else video}"
+            in_block = bool(blocks & self.dense_targets.get(key, set()))
+        raw["dense_block"].append(float(in_block))
+        raw["acct_infra"].append(acc.infra)
+        return True
+
+    def _decide(self, rows: list[int], cols: dict[str, list[Any]],
+                raw: dict[str, list[float]]) -> list[Decision]:
+        """The batch's evidence columns from the raw counts, scored by the model's fusion."""
+        a = {k: np.asarray(v, dtype=float) for k, v in raw.items()}
+        n_targets = max(len(self.target_counts), 1)
+        tests = max(self.n_engagements, 1)
+        conv = self.conversion
+        k_near, iso_near = a["k_near"], a["iso_near"]
+        piled = k_near > 0
+        near_s = binomial_surprise(k_near, np.maximum(k_near, iso_near), conv, tests=n_targets)
+        day_s = binomial_surprise(a["k_day"], np.maximum(a["k_day"], a["iso_day"]), conv,
+                                  tests=n_targets)
+        task_s = np.where(piled, np.maximum(near_s, day_s), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            excess = np.where(task_s > 0, np.maximum(
+                bought_share(k_near, iso_near, conv), bought_share(a["k_day"], a["iso_day"], conv)),
+                0.0)
+        n_devices = max(len(self.devices), 1)
+        q = min(max(self.share_decay, 1e-3), 0.9)
+        dev_s = np.maximum(np.maximum(a["dev_k"] - 2, 0) * -np.log10(q) - np.log10(n_devices),
+                           0.0)
+        ip_s = poisson_surprise(a["ip_obs"], a["ip_lam"], tests=tests)
+        net_s = poisson_surprise(a["net_obs"], a["net_lam"], tests=tests)
+        infra_now = np.maximum(ip_s, net_s)
+        # An account that converges from one key converges as an account from then on.
+        acct_infra = np.maximum(a["acct_infra"], infra_now)
+        for j, i in enumerate(rows):
+            if infra_now[j] > 0:
+                acc = self.accounts[str(cols["user_id"][i])]
+                acc.infra = max(acc.infra, float(infra_now[j]))
+        zeros = np.zeros(len(rows))
+        columns = {
+            "no_view": a["no_view"], "watch_frac": a["watch_frac"], "isolated": a["isolated"],
+            "fast_chain": a["fast_chain"], "acct_iso_share": a["acct_iso_share"],
+            "acct_noview_share": a["acct_noview_share"], "acct_low_share": a["acct_low_share"],
+            "acct_views_per_eng": a["acct_views_per_eng"], "acct_regular": zeros,
+            "dev_surprise": zeros, "ip_surprise": ip_s, "net_surprise": net_s,
+            "dev_accounts_surprise": dev_s, "acct_infra_surprise": acct_infra,
+            "lockstep_met": zeros, "lockstep_group": a["lockstep_group"],
+            "dense_block": a["dense_block"], "burst_task_surprise": task_s,
+            "burst_session_surprise": zeros, "burst_task_near": np.where(
+                piled, np.log1p(np.maximum(k_near - 1, 0)), 0.0),
+            "burst_hour_surprise": zeros, "burst_excess": np.clip(np.nan_to_num(excess), 0, 1),
+            "template_accounts": zeros, "dev_farm": zeros,
+        }
+        actions = pa.array([cols["action"][i] for i in rows], pa.string())
+        context = account_context(columns, a["task"] > 0)
+        fused = apply_fusion(self.model.fusion, columns, actions, context=context)
+        reasons = fused.reasons.to_pylist()
+        out = []
+        for j, i in enumerate(rows):
+            out.append(Decision(
+                str(cols["event_id"][i]), int(cols["ts"][i]), str(cols["user_id"][i]),
+                cols["action"][i], _text(cols["video_id"][i]), _text(cols["creator_id"][i]),
+                float(fused.probability[j]), bool(fused.flagged[j]), list(reasons[j] or [])))
+        return out
+
+    # -- memory ------------------------------------------------------------------------------
+
+    def _maybe_prune(self) -> None:
+        """Forget what is older than the window, once per tenth of a window of event time."""
+        if self.clock - self._pruned_at < self.window // 10:
+            return
+        self._pruned_at = self.clock
+        old = self.clock - self.window
+        self.accounts = {u: a for u, a in self.accounts.items() if a.last >= old}
+        self.task_piles = {t: w for t, w in self.task_piles.items() if w.last >= old}
+        self.iso_views = {v: w for v, w in self.iso_views.items() if w.last >= old}
+        self.key_target = {k: v for k, v in self.key_target.items() if v[1][0] >= old}
+        live = set(self.accounts)
+        self.devices = {d: s for d, s in self.devices.items() if s & live}
+
+    def stats(self) -> dict[str, int]:
+        """Sizes of the running state (for /metrics and the memory benchmark)."""
+        return {"accounts": len(self.accounts), "devices": len(self.devices),
+                "targets": len(self.target_counts), "piles": len(self.task_piles),
+                "engagements": self.n_engagements}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,351 @@
+"""The service's state on a database: SQLite in the data directory, or PostgreSQL.
+
+One writer (the service's worker) commits each batch's decisions and their ledger records in one
+transaction, so a decision is never in the database without its evidence, nor the other way
+round, and an event replayed after a crash is recognised by its ``event_id`` and not decided
+again. Readers (the HTTP API) use their own connections.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+
+from likelens.errors import ServiceError
+from likelens.ledger.log import EvidenceLog
+from likelens.service import tables as T
+from likelens.service.online import Decision
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+CHUNK = 5000  # rows per IN (...) lookup
+
+
+def database_url(data: str | Path | None, database: str | None) -> str:
+    """The SQLAlchemy URL: ``database`` as given (a ``postgresql://`` URL is driven by
+    psycopg 3), else SQLite in ``data``."""
+    if database:
+        if database.startswith("postgresql://") or database.startswith("postgres://"):
+            return "postgresql+psycopg://" + database.split("://", 1)[1]
+        return database
+    if data is None:
+        raise ServiceError("give --data DIR (embedded SQLite) or --database URL")
+    Path(data).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(data).resolve() / 'service.db'}"
+
+
+def _sqlite_pragmas(dbapi_con: Any, _record: Any) -> None:
+    cur = dbapi_con.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+class ServiceStore:
+    """Decisions, revisions, quarantine, keys, models and the ledger, on one database."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("postgresql"):
+            kwargs = {"pool_pre_ping": True, "pool_size": 8,
+                      "connect_args": {"connect_timeout": 3}}
+        self.engine: Engine = sa.create_engine(url, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._tx: Connection | None = None
+        self.ledger = EvidenceLog(_LedgerStore(self))
+        if migrate:
+            self.migrate()
+
+    @property
+    def kind(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as con:
+                cfg.attributes["connection"] = con
+                command.upgrade(cfg, "head")
+        except sa.exc.OperationalError as exc:
+            raise ServiceError(f"cannot reach the database ({_short(exc)})") from None
+
+    def ping(self) -> bool:
+        """Whether the database answers (for /readyz)."""
+        try:
+            with self.engine.connect() as con:
+                con.execute(sa.text("SELECT 1"))
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _conn(self) -> Iterator[Connection]:
+        """The open transaction's connection, or a fresh one."""
+        if self._tx is not None:
+            yield self._tx
+        else:
+            with self.engine.connect() as con:
+                yield con
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as con:
+            self._tx = con
+            try:
+                yield con
+            finally:
+                self._tx = None
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def decided(self, event_ids: Sequence[str]) -> set[str]:
+        """The ids among ``event_ids`` that already have a decision."""
+        out: set[str] = set()
+        with self._conn() as con:
+            for s in range(0, len(event_ids), CHUNK):
+                part = list(event_ids[s:s + CHUNK])
+                out.update(r[0] for r in con.execute(
+                    sa.select(T.decisions.c.event_id).where(T.decisions.c.event_id.in_(part))))
+        return out
+
+    def commit(self, decisions: Sequence[Decision], version: str,
+               received: Mapping[str, float], quarantined: Iterable[Mapping[str, Any]] = ()
+               ) -> list[Decision]:
+        """Record the decisions not already recorded, with their ledger records, and the
+        quarantined events, in one transaction; returns the decisions recorded now."""
+        now = time.time()
+        with self.transaction() as con:
+            seen = self.decided([d.event_id for d in decisions])
+            fresh, ids = [], set()
+            for d in decisions:
+                if d.event_id not in seen and d.event_id not in ids:
+                    fresh.append(d)
+                    ids.add(d.event_id)
+            q = [dict(r, received_at=now) for r in quarantined]
+            if q:
+                con.execute(T.quarantine.insert(), q)
+            if not fresh:
+                return []
+            span = self.ledger.append(_ledger_record("decision", d, version) for d in fresh)
+            con.execute(T.decisions.insert(), [
+                {"event_id": d.event_id, "ts": d.ts, "user_id": d.user_id, "action": d.action,
+                 "video_id": d.video_id, "creator_id": d.creator_id, "score": d.score,
+                 "flagged": d.flagged, "reasons": json.dumps(d.reasons),
+                 "model_version": version, "received_at": received.get(d.event_id, now),
+                 "decided_at": now, "ledger_index": idx}
+                for d, idx in zip(fresh, span, strict=True)])
+        return fresh
+
+    def revise(self, users: set[str], reasons: list[str], version: str, cause: str,
+               *, score: float = 1.0) -> int:
+        """Flag, beside their first decisions, the unflagged engagements of ``users`` (a later
+        batch scan found them in a group); returns how many revisions were recorded."""
+        if not users:
+            return 0
+        now = time.time()
+        done = 0
+        with self.transaction() as con:
+            user_list = sorted(users)
+            rows: list[Any] = []
+            for s in range(0, len(user_list), CHUNK):
+                part = user_list[s:s + CHUNK]
+                rows += con.execute(sa.select(
+                    T.decisions.c.event_id, T.decisions.c.ts, T.decisions.c.user_id,
+                    T.decisions.c.action, T.decisions.c.video_id, T.decisions.c.creator_id).where(
+                    T.decisions.c.user_id.in_(part), T.decisions.c.flagged.is_(False))).all()
+            already = {r[0] for r in con.execute(sa.select(T.revisions.c.event_id).where(
+                T.revisions.c.cause == cause))}
+            todo = [Decision(r[0], r[1], r[2], r[3], r[4], r[5], score, True, reasons)
+                    for r in rows if r[0] not in already]
+            if todo:
+                span = self.ledger.append(
+                    _ledger_record("revision", d, version, cause=cause) for d in todo)
+                con.execute(T.revisions.insert(), [
+                    {"event_id": d.event_id, "score": d.score, "flagged": d.flagged,
+                     "reasons": json.dumps(d.reasons), "model_version": version,
+                     "cause": cause, "revised_at": now, "ledger_index": idx}
+                    for d, idx in zip(todo, span, strict=True)])
+                done = len(todo)
+        return done
+
+    def engagement(self, event_id: str) -> dict[str, Any] | None:
+        with self._conn() as con:
+            row = con.execute(sa.select(T.decisions).where(
+                T.decisions.c.event_id == event_id)).mappings().first()
+            if row is None:
+                return None
+            revs = con.execute(sa.select(T.revisions).where(
+                T.revisions.c.event_id == event_id).order_by(T.revisions.c.id)).mappings().all()
+        out = _decision_json(row)
+        out["revisions"] = [_decision_json(r) for r in revs]
+        return out
+
+    def summary(self, column: str, value: str, *, limit: int = 50) -> dict[str, Any] | None:
+        """Totals of the decisions whose ``column`` is ``value`` (an account, video or creator),
+        with the latest of them; counts revisions as the current verdict."""
+        col = T.decisions.c[column]
+        revised = sa.select(T.revisions.c.event_id).where(
+            T.revisions.c.flagged.is_(True)).scalar_subquery()
+        with self._conn() as con:
+            total, flagged, rev = con.execute(sa.select(
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(sa.case((T.decisions.c.flagged, 1), else_=0)), 0),
+                sa.func.coalesce(sa.func.sum(sa.case(
+                    (sa.and_(~T.decisions.c.flagged, T.decisions.c.event_id.in_(revised)), 1),
+                    else_=0)), 0)).where(col == value)).one()
+            if not total:
+                return None
+            latest = con.execute(sa.select(T.decisions).where(col == value).order_by(
+                T.decisions.c.ts.desc()).limit(limit)).mappings().all()
+        total, flagged, rev = int(total), int(flagged), int(rev)
+        return {column: value, "engagements": total, "flagged": flagged,
+                "flagged_by_revision": rev,
+                "authentic_share": round(1.0 - (flagged + rev) / total, 6),
+                "latest": [_decision_json(r) for r in latest]}
+
+    def counts(self) -> dict[str, int]:
+        with self._conn() as con:
+            return {name: int(con.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+                              or 0)
+                    for name, t in (("decisions", T.decisions), ("revisions", T.revisions),
+                                    ("quarantine", T.quarantine))}
+
+    def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._conn() as con:
+            return [dict(r) for r in con.execute(sa.select(T.quarantine).order_by(
+                T.quarantine.c.id.desc()).limit(limit)).mappings()]
+
+    # -- models ------------------------------------------------------------------------------
+
+    def record_model(self, version: str, path: str, info: Mapping[str, Any]) -> None:
+        with self.engine.begin() as con:
+            exists = con.execute(sa.select(T.models.c.version).where(
+                T.models.c.version == version)).first()
+            if exists is None:
+                con.execute(T.models.insert().values(version=version, path=path,
+                                                     loaded_at=time.time(),
+                                                     info=json.dumps(info, default=str)))
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def add_key(self, prefix: str, key_hash: str, role: str, note: str = "") -> None:
+        with self.engine.begin() as con:
+            con.execute(T.api_keys.insert().values(prefix=prefix, key_hash=key_hash, role=role,
+                                                   created_at=time.time(), note=note))
+
+    def key(self, prefix: str) -> dict[str, Any] | None:
+        with self.engine.connect() as con:
+            row = con.execute(sa.select(T.api_keys).where(
+                T.api_keys.c.prefix == prefix)).mappings().first()
+        return dict(row) if row else None
+
+    def keys(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as con:
+            return [dict(r) for r in con.execute(sa.select(
+                T.api_keys.c.prefix, T.api_keys.c.role, T.api_keys.c.created_at,
+                T.api_keys.c.revoked_at, T.api_keys.c.note).order_by(
+                T.api_keys.c.created_at)).mappings()]
+
+    def revoke_key(self, prefix: str) -> int:
+        """Revoke every unrevoked key whose prefix starts with ``prefix``; how many."""
+        with self.engine.begin() as con:
+            res = con.execute(T.api_keys.update().where(
+                T.api_keys.c.prefix.startswith(prefix, autoescape=True),
+                T.api_keys.c.revoked_at.is_(None)).values(revoked_at=time.time()))
+            return int(res.rowcount or 0)
+
+
+def _ledger_record(kind: str, d: Decision, version: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "event_id": d.event_id, "user_id": d.user_id, "action": d.action,
+            "video_id": d.video_id, "score": round(d.score, 6), "flagged": d.flagged,
+            "reasons": d.reasons, "model_version": version, **extra}
+
+
+def _decision_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["reasons"] = json.loads(out["reasons"])
+    out["flagged"] = bool(out["flagged"])
+    out.pop("id", None)
+    return out
+
+
+def _short(exc: Exception) -> str:
+    return str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+
+
+class _LedgerStore:
+    """likelens.ledger's ``Store`` on the service's tables, inside the open transaction."""
+
+    def __init__(self, store: ServiceStore) -> None:
+        self.s = store
+
+    def size(self) -> int:
+        with self.s._conn() as con:
+            return int(con.execute(sa.select(sa.func.coalesce(
+                sa.func.max(T.ledger_records.c.idx) + 1, 0))).scalar() or 0)
+
+    def append(self, records: Sequence[bytes], leaves: Sequence[bytes],
+               nodes: Iterable[tuple[int, int, bytes]]) -> None:
+        start = self.size()
+        with self.s._conn() as con:
+            con.execute(T.ledger_records.insert(), [
+                {"idx": start + i, "data": r, "leaf": h}
+                for i, (r, h) in enumerate(zip(records, leaves, strict=True))])
+            rows = [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes]
+            if rows:
+                con.execute(T.ledger_nodes.insert(), rows)
+
+    def node(self, level: int, idx: int) -> bytes | None:
+        with self.s._conn() as con:
+            if level == 0:
+                row = con.execute(sa.select(T.ledger_records.c.leaf).where(
+                    T.ledger_records.c.idx == idx)).first()
+            else:
+                row = con.execute(sa.select(T.ledger_nodes.c.hash).where(
+                    T.ledger_nodes.c.level == level, T.ledger_nodes.c.idx == idx)).first()
+        return bytes(row[0]) if row else None
+
+    def records(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        with self.s._conn() as con:
+            return [(int(i), bytes(d)) for i, d in con.execute(sa.select(
+                T.ledger_records.c.idx, T.ledger_records.c.data).where(
+                T.ledger_records.c.idx >= start, T.ledger_records.c.idx < end).order_by(
+                T.ledger_records.c.idx))]
+
+    def nodes_at(self, level: int, start: int, end: int) -> list[tuple[int, bytes]]:
+        with self.s._conn() as con:
+            if level == 0:
+                q = sa.select(T.ledger_records.c.idx, T.ledger_records.c.leaf).where(
+                    T.ledger_records.c.idx >= start, T.ledger_records.c.idx < end)
+            else:
+                q = sa.select(T.ledger_nodes.c.idx, T.ledger_nodes.c.hash).where(
+                    T.ledger_nodes.c.level == level, T.ledger_nodes.c.idx >= start,
+                    T.ledger_nodes.c.idx < end)
+            return [(int(i), bytes(h)) for i, h in con.execute(q.order_by(q.selected_columns[0]))]
+
+    def add_checkpoint(self, size: int, text: str) -> None:
+        with self.s.engine.begin() as con:
+            con.execute(T.ledger_checkpoints.delete().where(T.ledger_checkpoints.c.size == size))
+            con.execute(T.ledger_checkpoints.insert().values(size=size, text=text))
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        with self.s._conn() as con:
+            return [(int(s), t) for s, t in con.execute(sa.select(
+                T.ledger_checkpoints.c.size, T.ledger_checkpoints.c.text).order_by(
+                T.ledger_checkpoints.c.size))]

@@ -1,0 +1,107 @@
+"""The service's tables, as SQLAlchemy Core metadata: one schema for SQLite and PostgreSQL.
+
+Alembic's migrations (``migrations/versions``) create and change these tables; this module is
+what the code reads and writes through, and a test checks that the migrated database matches it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# Every engagement's first decision, made once (event_id is the key: a replayed event is
+# recognised and not decided again).
+decisions = Table(
+    "decisions", metadata,
+    Column("event_id", String, primary_key=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("user_id", String, nullable=False, index=True),
+    Column("action", String, nullable=False),
+    Column("video_id", String, index=True),
+    Column("creator_id", String, index=True),
+    Column("score", Float, nullable=False),
+    Column("flagged", Boolean, nullable=False),
+    Column("reasons", Text, nullable=False),  # JSON list
+    Column("model_version", String, nullable=False),
+    Column("received_at", Float, nullable=False),  # epoch seconds
+    Column("decided_at", Float, nullable=False),
+    Column("ledger_index", BigInteger, nullable=False),
+)
+
+# Later decisions on the same engagement (a batch scan found its group): beside the first one,
+# never over it.
+revisions = Table(
+    "revisions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String, nullable=False, index=True),
+    Column("score", Float, nullable=False),
+    Column("flagged", Boolean, nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("model_version", String, nullable=False),
+    Column("cause", Text, nullable=False),
+    Column("revised_at", Float, nullable=False),
+    Column("ledger_index", BigInteger, nullable=False),
+)
+
+# Events that broke the input contract: kept with their reason, never dropped.
+quarantine = Table(
+    "quarantine", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String, nullable=False),
+    Column("row", BigInteger, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+)
+
+# API keys: the SHA-256 of the key, and a short prefix shown in lists and logs.
+api_keys = Table(
+    "api_keys", metadata,
+    Column("prefix", String, primary_key=True),
+    Column("key_hash", String, nullable=False),
+    Column("role", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("note", Text, nullable=False, default=""),
+)
+
+# Models the service has scored with, in load order.
+models = Table(
+    "models", metadata,
+    Column("version", String, primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("loaded_at", Float, nullable=False),
+    Column("info", Text, nullable=False),  # JSON
+)
+
+# The evidence ledger (RFC 6962 Merkle log, see likelens.ledger) on the same database, so a
+# decision and its ledger record commit in one transaction.
+ledger_records = Table(
+    "ledger_records", metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("leaf", LargeBinary, nullable=False),
+)
+ledger_nodes = Table(
+    "ledger_nodes", metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary, nullable=False),
+)
+ledger_checkpoints = Table(
+    "ledger_checkpoints", metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("text", Text, nullable=False),
+)
