@@ -588,6 +588,17 @@ def info() -> None:
     out.print(t)
 
 
+def _service_commands() -> None:
+    """serve, keys and replay live with the service; the web stack loads only when they run."""
+    from likelens.service.commands import keys, replay, serve
+
+    for command in (serve, keys, replay):
+        cli.add_command(command)
+
+
+_service_commands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning LikeLensError into one line and its exit code."""
     try:

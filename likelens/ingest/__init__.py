@@ -44,6 +44,7 @@ __all__ = [
     "IngestResult",
     "discover",
     "ingest",
+    "ingest_raw",
     "shared_dictionaries",
 ]
 
@@ -108,13 +109,7 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes
             raise InputError(f"cannot coerce values ({exc})", file=str(path)) from None
         finally:
             con.unregister("raw")
-    malformed = pa.table({
-        "source": pa.array([str(path)] * len(raw.malformed), pa.string()),
-        "row": pa.array([r for r, _, _ in raw.malformed], pa.int64()),
-        "raw": pa.array([redact(t, key) for _, t, _ in raw.malformed], pa.string()),
-        "reason": pa.array([why for _, _, why in raw.malformed], pa.string()),
-    }, schema=QUARANTINE_SCHEMA)
-    return coerced, malformed
+    return coerced, _malformed(raw, str(path), key)
 
 
 def _canonical(table: pa.Table) -> pa.Table:
@@ -227,6 +222,43 @@ def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = Non
     quarantine = pa.concat_tables(quarantined).sort_by([("source", "ascending"),
                                                         ("row", "ascending")])
     return IngestResult(events, quarantine, [str(f) for f in files], offset)
+
+
+def ingest_raw(raw: RawFile, *, source: str, key: bytes, require_event_id: bool = False
+               ) -> tuple[pa.Table, pa.Table]:
+    """(canonical events, quarantine rows) of one in-memory batch read by a reader (the
+    service's request bodies and stream entries): the same coercion, pseudonymisation and
+    quarantine reasons as a file. With ``require_event_id`` a row without an event_id is
+    quarantined (``missing_value:event_id``) instead of numbered: the service decides each
+    event once by its id, which a row number cannot be across requests."""
+    if raw.table.num_rows == 0:
+        empty = pa.table({c: pa.array([], pa.string()) for c in CANONICAL})
+        return empty, _malformed(raw, source, key)
+    con = connect(1)
+    try:
+        table, malformed = _coerce(con, Path(source), raw, key)
+    finally:
+        con.close()
+    if require_event_id:
+        missing = (pc.is_null(table["event_id"]) if "event_id" in table.column_names
+                   else pa.repeat(pa.scalar(True), table.num_rows))
+        why = pa.scalar(Q("missing_value", "event_id"))
+        reason = pc.if_else(missing, pc.if_else(pc.is_null(table["_reason"]), why,
+                                                pc.binary_join_element_wise(
+                                                    table["_reason"], why, "; ")),
+                            table["_reason"])
+        table = table.set_column(table.column_names.index("_reason"), "_reason", reason)
+    good, bad = _split(table, Path(source), 0)
+    return good.drop_columns(["_file_row"]), pa.concat_tables([malformed, bad])
+
+
+def _malformed(raw: RawFile, source: str, key: bytes) -> pa.Table:
+    return pa.table({
+        "source": pa.array([source] * len(raw.malformed), pa.string()),
+        "row": pa.array([r for r, _, _ in raw.malformed], pa.int64()),
+        "raw": pa.array([redact(t, key) for _, t, _ in raw.malformed], pa.string()),
+        "reason": pa.array([why for _, _, why in raw.malformed], pa.string()),
+    }, schema=QUARANTINE_SCHEMA)
 
 
 def _file_rows(goods: list[pa.Table], dup: np.ndarray, sizes: np.ndarray,

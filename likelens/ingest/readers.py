@@ -153,24 +153,31 @@ def _read_jsonl(path: Path) -> RawFile:
         return RawFile(pajson.read_json(path), [])
     except (pa.ArrowException, OSError):
         pass  # mixed types or broken lines: read line by line, quarantining what fails
+    with path.open("rb") as fh:
+        return lines_to_raw(fh)
+
+
+def lines_to_raw(lines: Iterable[bytes]) -> RawFile:
+    """JSON objects one per line (NDJSON), each value kept as text for coercion; a line that is
+    not a JSON object is kept as malformed with its line number. The service reads request
+    bodies with it, so a posted event is judged exactly as a line of a file."""
     rows: list[dict[str, object]] = []
     numbers: list[int] = []
     malformed: list[tuple[int, str, str]] = []
     bad_utf8: list[bool] = []
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh):
-            text = line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError:
-                malformed.append((number, text, Q("malformed_row")))
-                continue
-            if not isinstance(obj, dict):
-                malformed.append((number, text, Q("malformed_row")))
-                continue
-            rows.append({k: _as_text(v) for k, v in obj.items()})
-            numbers.append(number)
-            bad_utf8.append(_not_utf8(line))
+    for number, line in enumerate(lines):
+        text = line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            malformed.append((number, text, Q("malformed_row")))
+            continue
+        if not isinstance(obj, dict):
+            malformed.append((number, text, Q("malformed_row")))
+            continue
+        rows.append({k: _as_text(v) for k, v in obj.items()})
+        numbers.append(number)
+        bad_utf8.append(_not_utf8(line))
     names = sorted({k for r in rows for k in r})
     table = pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names})
     table = table.append_column("_row", pa.array(numbers, pa.int64()))

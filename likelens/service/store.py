@@ -152,37 +152,48 @@ class ServiceStore:
                 for d, idx in zip(fresh, span, strict=True)])
         return fresh
 
-    def revise(self, users: set[str], reasons: list[str], version: str, cause: str,
-               *, score: float = 1.0) -> int:
-        """Flag, beside their first decisions, the unflagged engagements of ``users`` (a later
-        batch scan found them in a group); returns how many revisions were recorded."""
-        if not users:
+    def current(self, event_ids: Sequence[str]) -> dict[str, tuple[bool, str]]:
+        """(flag now, user id) of each decided engagement among ``event_ids``: the flag of
+        its latest revision, else of its decision."""
+        out: dict[str, tuple[bool, str]] = {}
+        with self._conn() as con:
+            for s in range(0, len(event_ids), CHUNK):
+                part = list(event_ids[s:s + CHUNK])
+                out.update((r[0], (bool(r[1]), r[2])) for r in con.execute(sa.select(
+                    T.decisions.c.event_id, T.decisions.c.flagged, T.decisions.c.user_id).where(
+                    T.decisions.c.event_id.in_(part))))
+                for eid, flagged in con.execute(sa.select(
+                        T.revisions.c.event_id, T.revisions.c.flagged).where(
+                        T.revisions.c.event_id.in_(part)).order_by(T.revisions.c.id)):
+                    out[eid] = (bool(flagged), out[eid][1])
+        return out
+
+    def revise(self, revised: Sequence[Decision], version: str, cause: str) -> int:
+        """Record later decisions beside the first ones (a batch scan that sees the whole day
+        found what the stream could not), each with its ledger record; an engagement the
+        service never decided, or already revised for the same cause, is skipped. Returns how
+        many were recorded."""
+        if not revised:
             return 0
         now = time.time()
-        done = 0
         with self.transaction() as con:
-            user_list = sorted(users)
-            rows: list[Any] = []
-            for s in range(0, len(user_list), CHUNK):
-                part = user_list[s:s + CHUNK]
-                rows += con.execute(sa.select(
-                    T.decisions.c.event_id, T.decisions.c.ts, T.decisions.c.user_id,
-                    T.decisions.c.action, T.decisions.c.video_id, T.decisions.c.creator_id).where(
-                    T.decisions.c.user_id.in_(part), T.decisions.c.flagged.is_(False))).all()
-            already = {r[0] for r in con.execute(sa.select(T.revisions.c.event_id).where(
-                T.revisions.c.cause == cause))}
-            todo = [Decision(r[0], r[1], r[2], r[3], r[4], r[5], score, True, reasons)
-                    for r in rows if r[0] not in already]
-            if todo:
-                span = self.ledger.append(
-                    _ledger_record("revision", d, version, cause=cause) for d in todo)
-                con.execute(T.revisions.insert(), [
-                    {"event_id": d.event_id, "score": d.score, "flagged": d.flagged,
-                     "reasons": json.dumps(d.reasons), "model_version": version,
-                     "cause": cause, "revised_at": now, "ledger_index": idx}
-                    for d, idx in zip(todo, span, strict=True)])
-                done = len(todo)
-        return done
+            ids = [d.event_id for d in revised]
+            known = self.decided(ids)
+            already: set[str] = set()
+            for s in range(0, len(ids), CHUNK):
+                already.update(r[0] for r in con.execute(sa.select(T.revisions.c.event_id).where(
+                    T.revisions.c.cause == cause, T.revisions.c.event_id.in_(ids[s:s + CHUNK]))))
+            todo = [d for d in revised if d.event_id in known and d.event_id not in already]
+            if not todo:
+                return 0
+            span = self.ledger.append(
+                _ledger_record("revision", d, version, cause=cause) for d in todo)
+            con.execute(T.revisions.insert(), [
+                {"event_id": d.event_id, "score": d.score, "flagged": d.flagged,
+                 "reasons": json.dumps(d.reasons), "model_version": version, "cause": cause,
+                 "revised_at": now, "ledger_index": idx}
+                for d, idx in zip(todo, span, strict=True)])
+        return len(todo)
 
     def engagement(self, event_id: str) -> dict[str, Any] | None:
         with self._conn() as con:

@@ -1,0 +1,330 @@
+"""The HTTP API (FastAPI): intake, reads, model refresh, ledger proofs, health and metrics.
+
+Every ``/v1`` route names the permission it needs (``auth.GRANTS``); a request without a valid
+key gets 401, with a key whose role lacks the permission 403, past its key's rate 429 with
+Retry-After. Nothing here logs a key, an address or a device id: request lines carry the route
+template, the status, the time and the key's prefix only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import pyarrow as pa
+import pyarrow.ipc as ipc
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import generate_latest
+from pydantic import BaseModel
+
+from likelens.errors import LikeLensError, ModelError
+from likelens.ingest import ingest_raw
+from likelens.ingest.readers import RawFile, lines_to_raw
+from likelens.ledger import hashing
+from likelens.ledger.checkpoint import load_or_create_key, public_pem
+from likelens.model import Model
+from likelens.service.auth import Caller, KeyChecker, RateLimiter
+from likelens.service.metrics import Metrics
+from likelens.service.models import LoadedModel, load_model, revisions_from_scan
+from likelens.service.online import Decision
+from likelens.service.store import ServiceStore
+from likelens.service.stream import StreamReader
+from likelens.service.worker import Worker, quarantine_rows
+
+log = logging.getLogger("likelens.service")
+
+ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.file")
+
+
+@dataclass
+class Settings:
+    """How one service instance runs (``likelens serve`` fills it from its options)."""
+
+    data: Path
+    database: str
+    model: str | None = None
+    redis: str | None = None
+    consumer: str = field(default_factory=lambda: f"{socket.gethostname()}-serve")
+    max_body_bytes: int = 16 * 1024 * 1024
+    rate_per_key: float = 2000.0
+    burst_per_key: float | None = None
+    wait_s: float = 30.0
+    batch_rows: int = 5000
+
+
+@dataclass
+class Service:
+    """What the routes share: the store, the worker, keys, metrics, the model, the ledger key."""
+
+    settings: Settings
+    store: ServiceStore
+    worker: Worker
+    keys: KeyChecker
+    limiter: RateLimiter
+    metrics: Metrics
+    model: LoadedModel
+    key: bytes
+    stream: StreamReader | None = None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.settings.data / "ledger-signing.key"
+
+
+class ModelRequest(BaseModel):
+    """A fitted model directory on the service's machine (``SCAN_DIR/model``). If the scan's
+    ``engagements.parquet`` sits beside it, earlier decisions the scan judged otherwise are
+    revised."""
+
+    path: str
+    revise: bool = True
+
+
+def require(permission: str) -> Callable[[Request], Caller]:
+    """A dependency: the caller of a valid key whose role grants ``permission`` (401, 403 or
+    429 otherwise)."""
+
+    def check(request: Request) -> Caller:
+        service: Service = request.app.state.service
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        caller = service.keys.check(key.strip()) if scheme.lower() == "bearer" else None
+        if caller is None:
+            raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        request.scope["likelens_key"] = caller.prefix
+        if not caller.may(permission):
+            raise HTTPException(403, f"role {caller.role!r} may not {permission}")
+        wait = service.limiter.take(caller.prefix)
+        if wait > 0:
+            raise HTTPException(429, "rate limit of this key reached",
+                                headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+        return caller
+
+    return check
+
+
+Ingest = Annotated[Caller, Depends(require("ingest"))]
+Read = Annotated[Caller, Depends(require("read"))]
+Admin = Annotated[Caller, Depends(require("admin"))]
+
+
+def build(service: Service) -> FastAPI:
+    """The FastAPI application over a started ``Service``."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        service.worker.start()
+        try:
+            yield
+        finally:
+            service.worker.stop()
+
+    app = FastAPI(title="LikeLens service", version="1", lifespan=lifespan,
+                  description="Real-time scoring of engagement events with a fitted LikeLens "
+                              "model. Authenticate with `Authorization: Bearer KEY`.")
+    app.state.service = service
+    m = service.metrics
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                     ) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        dt = time.perf_counter() - t0
+        m.requests.labels(path, str(response.status_code)).observe(dt)
+        log.info("%s %s %d %.1fms key=%s", request.method, path, response.status_code,
+                 dt * 1000, request.scope.get("likelens_key", "-"))
+        return response
+
+    @app.post("/v1/events", summary="Score events (JSON array, NDJSON or Arrow IPC stream)")
+    async def post_events(request: Request, _: Ingest) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        limit = service.settings.max_body_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HTTPException(413, f"body over {limit} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise HTTPException(413, f"body over {limit} bytes")
+        raw = _parse_body(bytes(body), request.headers.get("content-type", ""))
+        try:
+            events, bad = ingest_raw(raw, source="http", key=service.key, require_event_id=True)
+        except LikeLensError as exc:
+            raise HTTPException(422, str(exc)) from None
+        quarantined = quarantine_rows(bad)
+        fut = service.worker.submit(events, quarantined, "http")
+        try:
+            decided = await anyio.to_thread.run_sync(fut.result, service.settings.wait_s)
+        except FutureTimeout:
+            raise HTTPException(503, "not decided in time; the events stay queued") from None
+        ids = [str(x) for x in events["event_id"].to_pylist()] if events.num_rows else []
+        got = {d.event_id for d in decided}
+        actions = events["action"].to_pylist() if events.num_rows else []
+        return JSONResponse({
+            "accepted": len(ids), "decided": len(decided),
+            "already_decided": [i for i, a in zip(ids, actions, strict=True)
+                                if a != "view" and i not in got],
+            "decisions": [_decision(d, service.worker.version) for d in decided],
+            "quarantined": [{"row": q["row"], "reason": q["reason"]} for q in quarantined],
+        })
+
+    @app.get("/v1/engagements/{event_id}", summary="An engagement's decision and revisions")
+    def get_engagement(event_id: str, _: Read) -> dict[str, Any]:
+        found = service.store.engagement(event_id)
+        if found is None:
+            raise HTTPException(404, f"no decision for event {event_id!r}")
+        return found
+
+    def summary(column: str, value: str, what: str) -> dict[str, Any]:
+        found = service.store.summary(column, value)
+        if found is None:
+            raise HTTPException(404, f"no engagements of {what} {value!r}")
+        return found
+
+    @app.get("/v1/accounts/{user_id}", summary="An account's decisions and current evidence")
+    def get_account(user_id: str, _: Read) -> dict[str, Any]:
+        out = summary("user_id", user_id, "account")
+        out["groups"] = service.model.groups_of(user_id)
+        return out
+
+    @app.get("/v1/videos/{video_id}", summary="A video's decisions and authentic share")
+    def get_video(video_id: str, _: Read) -> dict[str, Any]:
+        return summary("video_id", video_id, "video")
+
+    @app.get("/v1/creators/{creator_id}", summary="A creator's decisions and authentic share")
+    def get_creator(creator_id: str, _: Read) -> dict[str, Any]:
+        return summary("creator_id", creator_id, "creator")
+
+    @app.get("/v1/groups", summary="Groups and blocks of the loaded model (paginated)")
+    def get_groups(_: Read, offset: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        groups = service.model.groups
+        return {"total": len(groups), "offset": offset, "limit": limit,
+                "model_version": service.model.version,
+                "groups": [g.summary() for g in groups[offset:offset + limit]]}
+
+    @app.get("/v1/groups/{group_id}", summary="One group: its accounts and targets")
+    def get_group(group_id: str, _: Read, offset: Annotated[int, Query(ge=0)] = 0,
+                  limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
+        g = service.model.group(group_id)
+        if g is None:
+            raise HTTPException(404, f"no group {group_id!r} in model "
+                                     f"{service.model.version}")
+        return g.detail(offset, limit)
+
+    @app.get("/v1/ledger/checkpoint", summary="A signed checkpoint of the evidence ledger")
+    def get_checkpoint(_: Read) -> dict[str, Any]:
+        key = load_or_create_key(service.signing_key_path)
+        cp = service.store.ledger.checkpoint(key)
+        return {"size": cp.size, "root": cp.root.hex(), "checkpoint": cp.to_text(),
+                "public_key": public_pem(key)}
+
+    @app.get("/v1/ledger/proof/{index}", summary="Inclusion proof of one ledger record")
+    def get_proof(index: int, _: Read) -> dict[str, Any]:
+        ledger = service.store.ledger
+        size = ledger.size
+        if not 0 <= index < size:
+            raise HTTPException(404, f"index {index} outside the ledger (size {size})")
+        key = load_or_create_key(service.signing_key_path)
+        cp = ledger.checkpoint(key)
+        record = ledger.record(index)
+        return {"index": index, "record": record.decode("utf-8"),
+                "leaf_hash": hashing.leaf_hash(record).hex(),
+                "proof": [p.hex() for p in ledger.inclusion_proof(index, cp.size)],
+                "checkpoint": cp.to_text()}
+
+    @app.post("/v1/model", summary="Score with another fitted model; revise from its scan")
+    def post_model(body: ModelRequest, _: Admin) -> dict[str, Any]:
+        try:
+            loaded = load_model(body.path)
+        except ModelError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return swap(service, loaded, revise=body.revise)
+
+    @app.get("/healthz", summary="The process is up")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "uptime_s": round(time.time() - service.started, 1)}
+
+    @app.get("/readyz", summary="The database (and Redis) answer and the worker commits")
+    def readyz() -> JSONResponse:
+        checks = {"database": service.store.ping(), "worker": service.worker.healthy}
+        if service.stream is not None:
+            checks["redis"] = service.stream.ping()
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks, "model": service.model.version},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    def metrics() -> Response:
+        lag = service.worker.queue_depth()
+        if service.stream is not None:
+            try:
+                lag += service.stream.lag()
+            except Exception:  # Redis down: /readyz says so
+                pass
+        m.queue_lag.set(lag)
+        m.state_accounts.set(service.worker.scorer.stats()["accounts"])
+        return Response(generate_latest(m.registry), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def swap(service: Service, loaded: LoadedModel, *, revise: bool = True) -> dict[str, Any]:
+    """Hand ``loaded`` to the worker, record it, and revise earlier decisions from its scan."""
+    service.store.record_model(loaded.version, str(loaded.path), loaded.model.info)
+    service.worker.swap_model(loaded.model, loaded.version)
+    service.model = loaded
+    revised = 0
+    if revise and loaded.scan_engagements is not None:
+        revised = service.store.revise(
+            revisions_from_scan(service.store, loaded.scan_engagements),
+            loaded.version, cause=f"scan:{loaded.version}")
+        service.metrics.revisions.inc(revised)
+    return {"model_version": loaded.version, "revised": revised,
+            "groups": len(loaded.groups)}
+
+
+def _parse_body(body: bytes, content_type: str) -> RawFile:
+    """A request body as a reader's raw batch: Arrow IPC, a JSON array, or NDJSON."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype in ARROW_TYPES:
+        try:
+            reader = (ipc.open_stream(body) if ctype.endswith("stream")
+                      else ipc.open_file(pa.BufferReader(body)))
+            table = reader.read_all()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise HTTPException(400, f"not an Arrow IPC body ({exc})") from None
+        cols = [pa.compute.cast(table[c], pa.string()) for c in table.column_names]
+        return RawFile(pa.table(cols, names=table.column_names).append_column(
+            "_row", pa.array(range(table.num_rows), pa.int64())), [])
+    text = body.lstrip()
+    if text.startswith(b"["):
+        try:
+            items = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise HTTPException(400, f"not a JSON array: {exc}") from None
+        return lines_to_raw([json.dumps(i).encode() for i in items])
+    return lines_to_raw([line for line in body.splitlines() if line.strip()])
+
+
+def _decision(d: Decision, version: str) -> dict[str, Any]:
+    return {"event_id": d.event_id, "score": round(d.score, 6), "flagged": d.flagged,
+            "reasons": d.reasons, "model_version": version}
+
+
+__all__ = ["Model", "Service", "Settings", "build", "swap"]

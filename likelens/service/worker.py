@@ -1,0 +1,222 @@
+"""The one thread that decides: takes events from the in-process queue and the Redis stream,
+scores them in arrival order, commits, and only then acknowledges.
+
+Order of work for each micro-batch, and why:
+
+1. parse and pseudonymise (in the request thread for HTTP, here for the stream), so ids line up
+   with ``scan``'s;
+2. drop events already decided (a replay, or a stream entry redelivered after a crash): an
+   event is decided once;
+3. score with the online state (``online.OnlineScorer``);
+4. commit decisions, quarantine and ledger records in one transaction;
+5. only then acknowledge: XACK the stream entries, answer the waiting HTTP requests.
+
+If the commit fails (the database is down), the batch's decisions are kept and the commit is
+retried with backoff; nothing new is read meanwhile, nothing is acknowledged, and the stream's
+unacknowledged entries stay in Redis for this consumer or, if it dies, for another one
+(XAUTOCLAIM).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from likelens.ingest import ingest_raw
+from likelens.ingest.readers import lines_to_raw
+from likelens.model import Model
+from likelens.service.metrics import Metrics
+from likelens.service.online import Decision, OnlineScorer
+from likelens.service.store import ServiceStore
+from likelens.service.stream import StreamReader
+
+log = logging.getLogger("likelens.service")
+
+
+@dataclass
+class Batch:
+    """Parsed events waiting to be decided, and who waits for them."""
+
+    events: pa.Table
+    quarantine: list[dict[str, Any]]
+    received: float
+    source: str
+    future: Future[list[Decision]] | None = None
+    ack: list[bytes] = field(default_factory=list)
+
+
+def quarantine_rows(table: pa.Table) -> list[dict[str, Any]]:
+    return [{"source": r["source"], "row": int(r["row"]), "raw": r["raw"] or "",
+             "reason": r["reason"]} for r in table.to_pylist()]
+
+
+def parse_lines(lines: Sequence[bytes], *, source: str, key: bytes
+                ) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Events and quarantine rows of NDJSON lines, judged as a file's lines would be."""
+    good, bad = ingest_raw(lines_to_raw(lines), source=source, key=key, require_event_id=True)
+    return good, quarantine_rows(bad)
+
+
+class Worker:
+    """Decides events from the queue and the stream; see the module docstring."""
+
+    def __init__(self, store: ServiceStore, model: Model, version: str, *, key: bytes,
+                 metrics: Metrics, stream: StreamReader | None = None, batch_rows: int = 5000,
+                 max_wait_s: float = 0.02) -> None:
+        self.store, self.key, self.metrics, self.stream = store, key, metrics, stream
+        self.scorer = OnlineScorer(model, version=version)
+        self.batch_rows, self.max_wait_s = batch_rows, max_wait_s
+        self.inbox: queue.Queue[Batch] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._swap: tuple[Model, str] | None = None
+        self._lock = threading.Lock()
+        self.healthy = True
+
+    @property
+    def version(self) -> str:
+        return self.scorer.version
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="likelens-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def submit(self, events: pa.Table, quarantine: list[dict[str, Any]], source: str
+               ) -> Future[list[Decision]]:
+        """Queue parsed events; the future resolves once their decisions are committed."""
+        fut: Future[list[Decision]] = Future()
+        self.inbox.put(Batch(events, quarantine, time.time(), source, fut))
+        self.metrics.events_in.labels(source).inc(events.num_rows + len(quarantine))
+        return fut
+
+    def swap_model(self, model: Model, version: str) -> None:
+        """Score with ``model`` from the next micro-batch on (no event is lost or rescored)."""
+        with self._lock:
+            self._swap = (model, version)
+
+    def queue_depth(self) -> int:
+        return self.inbox.qsize()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batches = self._gather()
+            if not batches:
+                continue
+            with self._lock:
+                if self._swap is not None:
+                    self.scorer.swap_model(*self._swap)
+                    self._swap = None
+            try:
+                decisions, futures = self._decide(batches)
+            except Exception as exc:  # a bad batch must not stop the service
+                log.exception("scoring failed")
+                for b in batches:
+                    if b.future is not None and not b.future.done():
+                        b.future.set_exception(exc)
+                continue
+            self._commit_until_done(batches, decisions, futures)
+
+    def _gather(self) -> list[Batch]:
+        """Up to ``batch_rows`` events from the queue, then the stream."""
+        out: list[Batch] = []
+        rows = 0
+        deadline = time.monotonic() + self.max_wait_s
+        while rows < self.batch_rows:
+            timeout = deadline - time.monotonic()
+            try:
+                b = self.inbox.get(timeout=max(timeout, 0.0)) if not out else \
+                    self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            out.append(b)
+            rows += b.events.num_rows
+        if self.stream is not None and rows < self.batch_rows:
+            try:
+                got = self.stream.read(self.batch_rows - rows, block_ms=0 if out else 50)
+            except Exception as exc:
+                self._unhealthy(f"stream read failed: {exc.__class__.__name__}")
+                time.sleep(0.5)
+                return out
+            if got:
+                ids, lines = got
+                events, q = parse_lines(lines, source="redis", key=self.key)
+                self.metrics.events_in.labels("redis").inc(len(lines))
+                out.append(Batch(events, q, time.time(), "redis", None, ids))
+        return out
+
+    def _decide(self, batches: list[Batch]) -> tuple[list[Decision], list[Batch]]:
+        tables = [b.events for b in batches if b.events.num_rows]
+        if not tables:
+            return [], batches
+        events = pa.concat_tables(tables, promote_options="permissive")
+        # Replays: events already decided are not scored again (nor fold into the state).
+        ids = pc.cast(events["event_id"], pa.string())
+        done = self.store.decided(ids.to_pylist())
+        if done:
+            keep = pc.invert(pc.is_in(ids, value_set=pa.array(sorted(done), pa.string())))
+            events = events.filter(keep)
+            self.metrics.replayed.inc(len(done))
+        t0 = time.perf_counter()
+        decisions = self.scorer.score(events)
+        self.metrics.score_seconds.observe(time.perf_counter() - t0)
+        return decisions, batches
+
+    def _commit_until_done(self, batches: list[Batch], decisions: list[Decision],
+                           _futures: list[Batch]) -> None:
+        received = {}
+        for b in batches:
+            if b.events.num_rows:
+                for eid in pc.cast(b.events["event_id"], pa.string()).to_pylist():
+                    received[eid] = b.received
+        quarantine = [q for b in batches for q in b.quarantine]
+        wait = 0.1
+        while True:
+            try:
+                self.store.commit(decisions, self.version, received, quarantine)
+                break
+            except Exception as exc:
+                self._unhealthy(f"commit failed: {exc.__class__.__name__}")
+                if self._stop.wait(wait):
+                    return  # shutting down: nothing acknowledged, the stream keeps it
+                wait = min(wait * 2, 5.0)
+        if not self.healthy:
+            log.warning("database reachable again; resuming")
+        self.healthy = True
+        now = time.time()
+        for d in decisions:
+            self.metrics.decisions.labels(str(d.flagged).lower()).inc()
+            self.metrics.latency.observe(max(now - received.get(d.event_id, now), 0.0))
+        self.metrics.quarantined.inc(len(quarantine))
+        acks = [i for b in batches for i in b.ack]
+        if acks and self.stream is not None:
+            try:
+                self.stream.ack(acks)
+            except Exception:  # redelivered later and recognised as decided
+                log.warning("stream ack failed; entries will be redelivered and skipped")
+        by_id = {d.event_id: d for d in decisions}
+        for b in batches:
+            if b.future is not None and not b.future.done():
+                ids = (pc.cast(b.events["event_id"], pa.string()).to_pylist()
+                       if b.events.num_rows else [])
+                b.future.set_result([by_id[i] for i in ids if i in by_id])
+
+    def _unhealthy(self, why: str) -> None:
+        if self.healthy:
+            log.warning("%s; retrying", why)
+        self.healthy = False
