@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from pydantic import BaseModel
 
-from likelens.errors import LikeLensError, ModelError
+from likelens.errors import LikeLensError, ModelError, ServiceError
 from likelens.ingest import ingest_raw
 from likelens.ingest.readers import RawFile, lines_to_raw
 from likelens.ledger import hashing
@@ -54,6 +54,8 @@ class Settings:
     database: str
     model: str | None = None
     redis: str | None = None
+    stream: str = "likelens:events"
+    claim_idle_ms: int = 30_000
     consumer: str = field(default_factory=lambda: f"{socket.gethostname()}-serve")
     max_body_bytes: int = 16 * 1024 * 1024
     rate_per_key: float = 2000.0
@@ -99,7 +101,10 @@ def require(permission: str) -> Callable[[Request], Caller]:
         service: Service = request.app.state.service
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
-        caller = service.keys.check(key.strip()) if scheme.lower() == "bearer" else None
+        try:
+            caller = service.keys.check(key.strip()) if scheme.lower() == "bearer" else None
+        except ServiceError as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
         if caller is None:
             raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY)",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -171,7 +176,9 @@ def build(service: Service) -> FastAPI:
         try:
             decided = await anyio.to_thread.run_sync(fut.result, service.settings.wait_s)
         except FutureTimeout:
-            raise HTTPException(503, "not decided in time; the events stay queued") from None
+            raise HTTPException(503, "not decided in time (is the database up? see /readyz); "
+                                     "the events stay queued and will be decided",
+                                headers={"Retry-After": "1"}) from None
         ids = [str(x) for x in events["event_id"].to_pylist()] if events.num_rows else []
         got = {d.event_id for d in decided}
         actions = events["action"].to_pylist() if events.num_rows else []

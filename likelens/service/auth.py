@@ -83,16 +83,25 @@ class KeyChecker:
         with self._lock:
             hit = self._cache.get(prefix)
         if hit is None or now - hit[0] > KEY_CACHE_S:
-            row = self.store.key(prefix)
+            try:
+                row = self.store.key(prefix)
+            except Exception:
+                if hit is None:
+                    raise ServiceError("the key store does not answer") from None
+                return self._caller(hit[1], key)  # the database is away: the last word
+
             hit = (now, row)
             with self._lock:
                 self._cache[prefix] = hit
-        row = hit[1]
+        return self._caller(hit[1], key)
+
+    @staticmethod
+    def _caller(row: dict[str, object] | None, key: str) -> Caller | None:
         if row is None or row["revoked_at"] is not None:
             return None
         if not hmac.compare_digest(str(row["key_hash"]), hash_key(key)):
             return None
-        return Caller(prefix, str(row["role"]))
+        return Caller(str(row["prefix"]), str(row["role"]))
 
     def forget(self) -> None:
         with self._lock:

@@ -43,12 +43,14 @@ def _where(f: click.decorators.FC) -> click.decorators.FC:
               help="Largest POST /v1/events body in bytes (413 past it).")
 @click.option("--rate", type=float, default=2000.0, show_default=True,
               help="Requests per second per API key (429 with Retry-After past it; 0: none).")
+@click.option("--stream", default="likelens:events", show_default=True,
+              help="Redis stream to read (with --redis).")
 @click.option("--consumer", default=None, help="Consumer name in the stream's group "
               "(default: host name); a restarted service with the same name resumes its "
               "unacknowledged entries.")
 def serve(data: Path | None, database: str | None, model_dir: Path | None, redis: str | None,
           host: str, port: int, key_file: Path | None, max_body: int, rate: float,
-          consumer: str | None) -> None:
+          stream: str, consumer: str | None) -> None:
     """Score events in real time over HTTP (and a Redis stream) with a fitted model.
 
     \b
@@ -74,7 +76,7 @@ def serve(data: Path | None, database: str | None, model_dir: Path | None, redis
     settings = Settings(data=data, database=database_url(data, database),
                         model=str(model_dir) if model_dir else None, redis=redis,
                         consumer=consumer or f"{socket.gethostname()}-serve",
-                        max_body_bytes=max_body, rate_per_key=rate)
+                        max_body_bytes=max_body, rate_per_key=rate, stream=stream)
     configure_logging()
     app = make_app(settings, key=load_key(key_file))
     err.print(f"serving on http://{host}:{port} (database: {_safe(settings.database)}"
@@ -154,7 +156,10 @@ def _when(ts: float | None) -> str:
               help="Events per request (HTTP) or per pipeline (Redis).")
 @click.option("--api-key", default=None, envvar="LIKELENS_API_KEY",
               help="An ingest key for HTTP (default $LIKELENS_API_KEY).")
-def replay(events: Path, to: str, speed: str, batch: int, api_key: str | None) -> None:
+@click.option("--stream", default="likelens:events", show_default=True,
+              help="Redis stream to write (with redis://).")
+def replay(events: Path, to: str, speed: str, batch: int, api_key: str | None,
+           stream: str) -> None:
     """Send a log to a running service in time order (demos, benchmarks, tests).
 
     \b
@@ -171,7 +176,7 @@ def replay(events: Path, to: str, speed: str, batch: int, api_key: str | None) -
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("replaying", total=total)
         res = send(events, to, speed=speed, batch=batch,
-                   api_key=api_key or os.environ.get("LIKELENS_API_KEY"),
+                   api_key=api_key or os.environ.get("LIKELENS_API_KEY"), stream=stream,
                    progress=lambda n: progress.advance(task, n))
     err.print(f"sent {res.sent:,} events in {res.batches:,} batches, {res.seconds:.1f} s "
               f"({res.sent / max(res.seconds, 1e-9):,.0f} events/s)"

@@ -44,7 +44,8 @@ def open_service(settings: Settings, *, key: bytes) -> Service:
     stream = None
     if settings.redis:
         try:
-            stream = StreamReader(settings.redis, settings.consumer)
+            stream = StreamReader(settings.redis, settings.consumer, stream=settings.stream,
+                                  claim_idle_ms=settings.claim_idle_ms)
         except Exception as exc:
             raise ServiceError(f"cannot reach Redis at {settings.redis.split('@')[-1]} "
                                f"({exc.__class__.__name__})") from None

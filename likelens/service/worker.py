@@ -23,10 +23,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +40,7 @@ from likelens.service.store import ServiceStore
 from likelens.service.stream import StreamReader
 
 log = logging.getLogger("likelens.service")
+T = TypeVar("T")
 
 
 @dataclass
@@ -122,8 +123,11 @@ class Worker:
                 if self._swap is not None:
                     self.scorer.swap_model(*self._swap)
                     self._swap = None
+            done = self._retry(lambda b=batches: self._already_decided(b), "lookup")
+            if done is None:
+                return  # shutting down before the database came back: nothing acknowledged
             try:
-                decisions, futures = self._decide(batches)
+                decisions, futures = self._decide(batches, done)
             except Exception as exc:  # a bad batch must not stop the service
                 log.exception("scoring failed")
                 for b in batches:
@@ -160,14 +164,37 @@ class Worker:
                 out.append(Batch(events, q, time.time(), "redis", None, ids))
         return out
 
-    def _decide(self, batches: list[Batch]) -> tuple[list[Decision], list[Batch]]:
+    def _already_decided(self, batches: list[Batch]) -> set[str]:
+        ids = [i for b in batches if b.events.num_rows
+               for i in pc.cast(b.events["event_id"], pa.string()).to_pylist()]
+        return self.store.decided(ids) if ids else set()
+
+    def _retry(self, step: Callable[[], T], what: str) -> T | None:
+        """Run a database step until it succeeds (None if the worker stops first): while the
+        database is away nothing is scored, committed or acknowledged."""
+        wait = 0.1
+        while True:
+            try:
+                out = step()
+            except Exception as exc:
+                self._unhealthy(f"{what} failed: {exc.__class__.__name__}")
+                if self._stop.wait(wait):
+                    return None
+                wait = min(wait * 2, 5.0)
+                continue
+            if not self.healthy:
+                log.warning("database reachable again; resuming")
+            self.healthy = True
+            return out
+
+    def _decide(self, batches: list[Batch], done: set[str]
+                ) -> tuple[list[Decision], list[Batch]]:
         tables = [b.events for b in batches if b.events.num_rows]
         if not tables:
             return [], batches
         events = pa.concat_tables(tables, promote_options="permissive")
         # Replays: events already decided are not scored again (nor fold into the state).
         ids = pc.cast(events["event_id"], pa.string())
-        done = self.store.decided(ids.to_pylist())
         if done:
             keep = pc.invert(pc.is_in(ids, value_set=pa.array(sorted(done), pa.string())))
             events = events.filter(keep)
@@ -185,19 +212,9 @@ class Worker:
                 for eid in pc.cast(b.events["event_id"], pa.string()).to_pylist():
                     received[eid] = b.received
         quarantine = [q for b in batches for q in b.quarantine]
-        wait = 0.1
-        while True:
-            try:
-                self.store.commit(decisions, self.version, received, quarantine)
-                break
-            except Exception as exc:
-                self._unhealthy(f"commit failed: {exc.__class__.__name__}")
-                if self._stop.wait(wait):
-                    return  # shutting down: nothing acknowledged, the stream keeps it
-                wait = min(wait * 2, 5.0)
-        if not self.healthy:
-            log.warning("database reachable again; resuming")
-        self.healthy = True
+        if self._retry(lambda: self.store.commit(decisions, self.version, received,
+                                                 quarantine), "commit") is None:
+            return  # shutting down: nothing acknowledged, the stream keeps it
         now = time.time()
         for d in decisions:
             self.metrics.decisions.labels(str(d.flagged).lower()).inc()
