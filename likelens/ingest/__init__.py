@@ -224,13 +224,14 @@ def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = Non
     return IngestResult(events, quarantine, [str(f) for f in files], offset)
 
 
-def ingest_raw(raw: RawFile, *, source: str, key: bytes, require_event_id: bool = False
-               ) -> tuple[pa.Table, pa.Table]:
+def ingest_raw(raw: RawFile, *, source: str, key: bytes, require_event_id: bool = False,
+               keep_rows: bool = False) -> tuple[pa.Table, pa.Table]:
     """(canonical events, quarantine rows) of one in-memory batch read by a reader (the
     service's request bodies and stream entries): the same coercion, pseudonymisation and
     quarantine reasons as a file. With ``require_event_id`` a row without an event_id is
     quarantined (``missing_value:event_id``) instead of numbered: the service decides each
-    event once by its id, which a row number cannot be across requests."""
+    event once by its id, which a row number cannot be across requests. With ``keep_rows``
+    the events keep their position in the batch as ``_row``."""
     if raw.table.num_rows == 0:
         empty = pa.table({c: pa.array([], pa.string()) for c in CANONICAL})
         return empty, _malformed(raw, source, key)
@@ -249,7 +250,9 @@ def ingest_raw(raw: RawFile, *, source: str, key: bytes, require_event_id: bool 
                             table["_reason"])
         table = table.set_column(table.column_names.index("_reason"), "_reason", reason)
     good, bad = _split(table, Path(source), 0)
-    return good.drop_columns(["_file_row"]), pa.concat_tables([malformed, bad])
+    good = (good.rename_columns([*good.column_names[:-1], "_row"]) if keep_rows
+            else good.drop_columns(["_file_row"]))
+    return good, pa.concat_tables([malformed, bad])
 
 
 def _malformed(raw: RawFile, source: str, key: bytes) -> pa.Table:

@@ -15,6 +15,9 @@ class Metrics:
                                  ["source"], registry=r)
         self.decisions = Counter("likelens_decisions", "Decisions committed, by flag",
                                  ["flagged"], registry=r)
+        self.committed = Counter("likelens_events_committed",
+                                 "Events through the worker and committed (views included)",
+                                 registry=r)
         self.replayed = Counter("likelens_replayed_events",
                                 "Events received again after their decision (not re-decided)",
                                 registry=r)
