@@ -17,10 +17,12 @@ checks and converts each file), ``fastpath`` (typed Parquet without SQL) and ``d
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -85,8 +87,8 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes
     if "_row" not in table.column_names:
         table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
     # Addresses and devices are hashed side by side: much of each is Arrow work that
-    # releases the GIL.
-    with ThreadPoolExecutor(1) as pool:
+    # releases the GIL. A small batch (the service's) is not worth a thread.
+    with ThreadPoolExecutor(1) if table.num_rows >= PARALLEL_ROWS else _Inline() as pool:
         device = (pool.submit(pseudonymise_text, table["device_id"], key, b"dev:")
                   if "device_id" in contract else None)
         if "ip" in contract:
@@ -110,6 +112,24 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes
         finally:
             con.unregister("raw")
     return coerced, _malformed(raw, str(path), key)
+
+
+PARALLEL_ROWS = 20_000
+
+
+class _Inline:
+    """A stand-in for a one-thread pool that runs each job at once."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        fut.set_result(fn(*args))
+        return fut
 
 
 def _canonical(table: pa.Table) -> pa.Table:
@@ -235,11 +255,7 @@ def ingest_raw(raw: RawFile, *, source: str, key: bytes, require_event_id: bool 
     if raw.table.num_rows == 0:
         empty = pa.table({c: pa.array([], pa.string()) for c in CANONICAL})
         return empty, _malformed(raw, source, key)
-    con = connect(1)
-    try:
-        table, malformed = _coerce(con, Path(source), raw, key)
-    finally:
-        con.close()
+    table, malformed = _coerce(_local_con(), Path(source), raw, key)
     if require_event_id:
         missing = (pc.is_null(table["event_id"]) if "event_id" in table.column_names
                    else pa.repeat(pa.scalar(True), table.num_rows))
@@ -253,6 +269,18 @@ def ingest_raw(raw: RawFile, *, source: str, key: bytes, require_event_id: bool 
     good = (good.rename_columns([*good.column_names[:-1], "_row"]) if keep_rows
             else good.drop_columns(["_file_row"]))
     return good, pa.concat_tables([malformed, bad])
+
+
+_LOCAL = threading.local()
+
+
+def _local_con() -> duckdb.DuckDBPyConnection:
+    """One DuckDB connection per thread for small batches: opening one costs more than
+    coercing a hundred events."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = connect(1)
+    return con
 
 
 def _malformed(raw: RawFile, source: str, key: bytes) -> pa.Table:

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from likelens.errors import LikeLensError, ModelError, ServiceError
 from likelens.ingest import ingest_raw
-from likelens.ingest.readers import RawFile, lines_to_raw
+from likelens.ingest.readers import RawFile, ndjson_to_raw
 from likelens.ledger import hashing
 from likelens.ledger.checkpoint import load_or_create_key, public_pem
 from likelens.model import Model
@@ -325,8 +325,10 @@ def _parse_body(body: bytes, content_type: str) -> RawFile:
             items = json.loads(body)
         except json.JSONDecodeError as exc:
             raise HTTPException(400, f"not a JSON array: {exc}") from None
-        return lines_to_raw([json.dumps(i).encode() for i in items])
-    return lines_to_raw([line for line in body.splitlines() if line.strip()])
+        if not isinstance(items, list):
+            raise HTTPException(400, "a JSON body must be an array of events")
+        return ndjson_to_raw(b"\n".join(json.dumps(i).encode() for i in items))
+    return ndjson_to_raw(body)
 
 
 def _decision(d: Decision, version: str) -> dict[str, Any]:

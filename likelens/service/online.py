@@ -41,7 +41,7 @@ from likelens.model import Model
 
 NEEDS_VIEW = frozenset(("like", "comment", "share"))
 CHAINED = frozenset(("comment", "share"))
-RECENT_VIEWS = 16  # views kept per account to find the view before a like
+RECENT_VIEWS = 8  # views kept per account to find the view before a like
 
 
 @dataclass
@@ -59,10 +59,12 @@ class Decision:
     reasons: list[str]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Account:
-    views: deque[tuple[int, Any, int, int]] = field(
-        default_factory=lambda: deque(maxlen=RECENT_VIEWS))  # (ts, video, watch_ms, video_ms)
+    """Per account: its latest views (ts, video, watch_ms, video_ms) and running counts. Slots
+    and a plain list: a million of these must fit in well under 2 GiB."""
+
+    views: list[tuple[int, Any, int, int]] = field(default_factory=list)
     n_eng: int = 0
     n_need: int = 0
     n_iso: int = 0
@@ -71,10 +73,18 @@ class _Account:
     n_low: int = 0
     n_views: int = 0
     infra: float = 0.0
+    # The creator that takes most of the account's engagements (Boyer-Moore majority vote:
+    # if one creator takes more than half, it is this one), with its engagements and videos
+    # since it became the candidate: a fan's loyalty, in O(1) memory.
+    fav: Any = None
+    fav_votes: int = 0
+    fav_hits: int = 0
+    fav_videos: int = 0
+    fav_last_video: Any = None
     last: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Window:
     """Times of one kind of event on one key, within ``near`` of the newest."""
 
@@ -108,14 +118,20 @@ class OnlineScorer:
         self.near = int((near_s or burst.get("near_s", 1800)) * 1000)
         self.full_watch = float(full_watch or burst.get("full_watch", 0.9))
         self.full_watch_ms = float(full_watch_min_s or burst.get("full_watch_min_s", 30.0)) * 1000
+        self.loyal_share = float(burst.get("loyal_share", 0.5))
         self.low_watch = float(model.params.get("behaviour", {}).get("low_watch_frac", 0.2))
         self.fast_chain_ms = int(model.params.get("behaviour", {}).get("fast_chain_s", 15) * 1000)
         self.window = int(window_s * 1000)
         self._load_model_facts(model)
         self.accounts: dict[Any, _Account] = {}
-        self.devices: dict[str, set[Any]] = {}
+        # A device's accounts: the one account's id while it has one (most phones), a set
+        # once it has more.
+        self.devices: dict[str, str | set[str]] = {}
         self.key_counts: dict[str, int] = {}
-        self.key_target: dict[tuple[str, Any], tuple[set[Any], list[int]]] = {}
+        # (address or range, target) -> [last ts, first account, the others or None]; keyed
+        # by the tuple's hash (a collision among millions of 64-bit hashes is negligible and
+        # would only merge two counts).
+        self.key_target: dict[int, list[Any]] = {}
         self.target_counts: dict[Any, int] = {}
         self.task_piles: dict[Any, _Window] = {}
         self.iso_views: dict[Any, _Window] = {}
@@ -190,6 +206,8 @@ class OnlineScorer:
             session = any(ts - v[0] <= SESSION_MS for v in acc.views)
             acc.views.append((ts, video, int(cols["watch_ms"][i] or 0),
                               int(cols["video_ms"][i] or 0)))
+            if len(acc.views) > RECENT_VIEWS:
+                del acc.views[0]
             acc.n_views += 1
             if not session and video is not None:
                 self.iso_views.setdefault(video, _Window()).add(ts, self.near)
@@ -225,9 +243,17 @@ class OnlineScorer:
         dev = cols["device_hash"][i]
         dev_k = 0
         if dev is not None:
-            users = self.devices.setdefault(dev, set())
-            users.add(user)
-            dev_k = len(users)
+            users = self.devices.get(dev)
+            if users is None:
+                self.devices[dev] = user
+                dev_k = 1
+            elif isinstance(users, str):
+                if users != user:
+                    self.devices[dev] = {users, user}
+                dev_k = 1 if users == user else 2
+            else:
+                users.add(user)
+                dev_k = len(users)
         for key_col, name in (("ip_hash", "ip"), ("ip_sub", "net")):
             key = cols[key_col][i]
             if key is None:
@@ -236,16 +262,28 @@ class OnlineScorer:
                 continue
             kk = name + key
             n_k = self.key_counts[kk] = self.key_counts.get(kk, 0) + 1
-            seen, last = self.key_target.setdefault((kk, target), (set(), [ts]))
-            seen.add(user)
-            last[0] = ts
-            raw[f"{name}_obs"].append(len(seen) - 1.0)
+            slot = hash((kk, target))
+            entry = self.key_target.get(slot)
+            if entry is None:
+                entry = self.key_target[slot] = [ts, user, None]
+            entry[0] = ts
+            if entry[1] != user:
+                if entry[2] is None:
+                    entry[2] = {user}
+                else:
+                    entry[2].add(user)
+            raw[f"{name}_obs"].append(float(len(entry[2]) if entry[2] else 0))
             raw[f"{name}_lam"].append((n_k - 1) * (self.target_counts[target] - 1)
                                       / self.n_engagements)
         # The target's pile of task-shaped engagements the account's own watch does not
         # explain, against the video's isolated views in the same span.
         through = (not math.isnan(frac)) and frac >= self.full_watch and \
             watch_ms >= self.full_watch_ms
+        creator = cols["creator_id"][i]
+        loyal = (creator is not None and acc.fav == creator and acc.fav_videos >= 2
+                 and acc.fav_hits >= self.loyal_share * (acc.n_eng - 1))
+        _vote(acc, creator, video)
+        through = through or loyal
         pile = self.task_piles.setdefault(target, _Window())
         if task and not through:
             k_near = pile.add(ts, self.near)
@@ -346,15 +384,33 @@ class OnlineScorer:
         self.accounts = {u: a for u, a in self.accounts.items() if a.last >= old}
         self.task_piles = {t: w for t, w in self.task_piles.items() if w.last >= old}
         self.iso_views = {v: w for v, w in self.iso_views.items() if w.last >= old}
-        self.key_target = {k: v for k, v in self.key_target.items() if v[1][0] >= old}
-        live = set(self.accounts)
-        self.devices = {d: s for d, s in self.devices.items() if s & live}
+        self.key_target = {k: v for k, v in self.key_target.items() if v[0] >= old}
+        live = self.accounts
+        self.devices = {d: s for d, s in self.devices.items()
+                        if (s in live if isinstance(s, str) else any(u in live for u in s))}
 
     def stats(self) -> dict[str, int]:
         """Sizes of the running state (for /metrics and the memory benchmark)."""
         return {"accounts": len(self.accounts), "devices": len(self.devices),
                 "targets": len(self.target_counts), "piles": len(self.task_piles),
                 "engagements": self.n_engagements}
+
+
+def _vote(acc: _Account, creator: Any, video: Any) -> None:
+    """Count an engagement on ``creator`` towards the account's majority creator."""
+    if creator is None:
+        return
+    if acc.fav == creator:
+        acc.fav_votes += 1
+        acc.fav_hits += 1
+        if video != acc.fav_last_video:
+            acc.fav_videos += 1
+            acc.fav_last_video = video
+    elif acc.fav_votes == 0:
+        acc.fav, acc.fav_votes, acc.fav_hits, acc.fav_videos = creator, 1, 1, 1
+        acc.fav_last_video = video
+    else:
+        acc.fav_votes -= 1
 
 
 def _text(value: Any) -> str | None:

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens.ingest import ingest_raw
-from likelens.ingest.readers import lines_to_raw
+from likelens.ingest.readers import ndjson_to_raw
 from likelens.model import Model
 from likelens.service.metrics import Metrics
 from likelens.service.online import Decision, OnlineScorer
@@ -65,8 +65,8 @@ def parse_lines(lines: Sequence[bytes], *, source: str, key: bytes
                 ) -> tuple[pa.Table, list[dict[str, Any]]]:
     """Events (with their line number as ``_row``) and quarantine rows of NDJSON lines,
     judged as a file's lines would be."""
-    good, bad = ingest_raw(lines_to_raw(lines), source=source, key=key, require_event_id=True,
-                           keep_rows=True)
+    good, bad = ingest_raw(ndjson_to_raw(b"\n".join(lines)), source=source, key=key,
+                           require_event_id=True, keep_rows=True)
     return good, quarantine_rows(bad)
 
 
