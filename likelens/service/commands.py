@@ -158,8 +158,10 @@ def _when(ts: float | None) -> str:
               help="An ingest key for HTTP (default $LIKELENS_API_KEY).")
 @click.option("--stream", default="likelens:events", show_default=True,
               help="Redis stream to write (with redis://).")
+@click.option("--per-entry", type=int, default=1, show_default=True,
+              help="Events per stream entry (NDJSON); batching saves Redis's per-entry cost.")
 def replay(events: Path, to: str, speed: str, batch: int, api_key: str | None,
-           stream: str) -> None:
+           stream: str, per_entry: int) -> None:
     """Send a log to a running service in time order (demos, benchmarks, tests).
 
     \b
@@ -177,6 +179,7 @@ def replay(events: Path, to: str, speed: str, batch: int, api_key: str | None,
         task = progress.add_task("replaying", total=total)
         res = send(events, to, speed=speed, batch=batch,
                    api_key=api_key or os.environ.get("LIKELENS_API_KEY"), stream=stream,
+                   per_entry=per_entry,
                    progress=lambda n: progress.advance(task, n))
     err.print(f"sent {res.sent:,} events in {res.batches:,} batches, {res.seconds:.1f} s "
               f"({res.sent / max(res.seconds, 1e-9):,.0f} events/s)"

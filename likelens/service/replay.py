@@ -105,7 +105,7 @@ def _batches(table: pa.Table, ts: np.ndarray, size: int, speed: float | None
 
 
 def replay(path: str | Path, to: str, *, speed: str = "max", batch: int = 1000,
-           api_key: str | None = None, stream: str = "likelens:events",
+           api_key: str | None = None, stream: str = "likelens:events", per_entry: int = 1,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     """Send the log at ``path`` to ``to`` (``http(s)://HOST:PORT`` or ``redis://...``)."""
     table, ts = read_log(path)
@@ -117,7 +117,8 @@ def replay(path: str | Path, to: str, *, speed: str = "max", batch: int = 1000,
 
         r = connect(to)
         for lines in _batches(table, ts, batch, pace):
-            sent += _retry(lambda lines=lines: publish(r, lines, stream=stream))
+            sent += _retry(lambda lines=lines: publish(r, lines, stream=stream,
+                                                          per_entry=per_entry))
             n_batches += 1
             if progress:
                 progress(len(lines))

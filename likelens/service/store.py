@@ -63,7 +63,8 @@ class ServiceStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._tx: Connection | None = None
-        self.ledger = EvidenceLog(_LedgerStore(self))
+        self._ledger_store = _LedgerStore(self)
+        self.ledger = EvidenceLog(self._ledger_store)
         if migrate:
             self.migrate()
 
@@ -105,12 +106,16 @@ class ServiceStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as con:
-            self._tx = con
-            try:
-                yield con
-            finally:
-                self._tx = None
+        try:
+            with self.engine.begin() as con:
+                self._tx = con
+                try:
+                    yield con
+                finally:
+                    self._tx = None
+        except BaseException:
+            self._ledger_store.forget()  # what it cached may not have committed
+            raise
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -143,7 +148,7 @@ class ServiceStore:
             if not fresh:
                 return []
             span = self.ledger.append(_ledger_record("decision", d, version) for d in fresh)
-            con.execute(T.decisions.insert(), [
+            insert_rows(con, T.decisions, [
                 {"event_id": d.event_id, "ts": d.ts, "user_id": d.user_id, "action": d.action,
                  "video_id": d.video_id, "creator_id": d.creator_id, "score": d.score,
                  "flagged": d.flagged, "reasons": json.dumps(d.reasons),
@@ -188,7 +193,7 @@ class ServiceStore:
                 return 0
             span = self.ledger.append(
                 _ledger_record("revision", d, version, cause=cause) for d in todo)
-            con.execute(T.revisions.insert(), [
+            insert_rows(con, T.revisions, [
                 {"event_id": d.event_id, "score": d.score, "flagged": d.flagged,
                  "reasons": json.dumps(d.reasons), "model_version": version, "cause": cause,
                  "revised_at": now, "ledger_index": idx}
@@ -282,6 +287,22 @@ class ServiceStore:
             return int(res.rowcount or 0)
 
 
+def insert_rows(con: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` in the open transaction: PostgreSQL's COPY (one round trip, no
+    statement per row), else an executemany."""
+    if not rows:
+        return
+    if con.dialect.name != "postgresql":
+        con.execute(table.insert(), list(rows))
+        return
+    cols = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in cols)
+    cursor = con.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        for r in rows:
+            copy.write_row([r[c] for c in cols])
+
+
 def _ledger_record(kind: str, d: Decision, version: str, **extra: Any) -> dict[str, Any]:
     return {"kind": kind, "event_id": d.event_id, "user_id": d.user_id, "action": d.action,
             "video_id": d.video_id, "score": round(d.score, 6), "flagged": d.flagged,
@@ -301,12 +322,27 @@ def _short(exc: Exception) -> str:
 
 
 class _LedgerStore:
-    """likelens.ledger's ``Store`` on the service's tables, inside the open transaction."""
+    """likelens.ledger's ``Store`` on the service's tables, inside the open transaction.
+
+    The worker is the only writer, so the size and the newest node of each level (all an
+    append needs to hash the next records in) are kept after each append instead of read
+    back: a batch's ledger costs its inserts, not a query per level. A failed transaction
+    forgets them (``forget``); another writer on the same database makes the next insert
+    collide on the index, which fails the transaction and makes the retry read afresh.
+    """
 
     def __init__(self, store: ServiceStore) -> None:
         self.s = store
+        self._size: int | None = None
+        self._frontier: dict[tuple[int, int], bytes] = {}
+
+    def forget(self) -> None:
+        self._size = None
+        self._frontier = {}
 
     def size(self) -> int:
+        if self._size is not None and self.s._tx is not None:
+            return self._size
         with self.s._conn() as con:
             return int(con.execute(sa.select(sa.func.coalesce(
                 sa.func.max(T.ledger_records.c.idx) + 1, 0))).scalar() or 0)
@@ -314,15 +350,29 @@ class _LedgerStore:
     def append(self, records: Sequence[bytes], leaves: Sequence[bytes],
                nodes: Iterable[tuple[int, int, bytes]]) -> None:
         start = self.size()
+        nodes = list(nodes)
         with self.s._conn() as con:
-            con.execute(T.ledger_records.insert(), [
+            insert_rows(con, T.ledger_records, [
                 {"idx": start + i, "data": r, "leaf": h}
                 for i, (r, h) in enumerate(zip(records, leaves, strict=True))])
             rows = [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes]
             if rows:
-                con.execute(T.ledger_nodes.insert(), rows)
+                insert_rows(con, T.ledger_nodes, rows)
+        self._size = start + len(records)
+        newest: dict[int, tuple[int, bytes]] = {}
+        if leaves:
+            newest[0] = (self._size - 1, leaves[-1])
+        for lv, i, h in nodes:
+            if lv not in newest or i > newest[lv][0]:
+                newest[lv] = (i, h)
+        frontier = {k: v for k, v in self._frontier.items() if k[0] not in newest}
+        frontier.update({(lv, i): h for lv, (i, h) in newest.items()})
+        self._frontier = frontier
 
     def node(self, level: int, idx: int) -> bytes | None:
+        hit = self._frontier.get((level, idx))
+        if hit is not None and self.s._tx is not None:
+            return hit
         with self.s._conn() as con:
             if level == 0:
                 row = con.execute(sa.select(T.ledger_records.c.leaf).where(
