@@ -163,7 +163,8 @@ def ndjson_to_raw(body: bytes) -> RawFile:
     the vectorised fast path; else line by line as ``lines_to_raw``. A column that is null in
     every line gets the contract's type instead of Arrow's null type."""
     try:
-        table = pajson.read_json(pa.BufferReader(body))
+        table = pajson.read_json(pa.BufferReader(body), read_options=pajson.ReadOptions(
+            use_threads=len(body) > (1 << 20)))
     except (pa.ArrowException, OSError):
         return lines_to_raw([line for line in body.splitlines() if line.strip()])
     cols = []

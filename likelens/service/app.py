@@ -8,28 +8,26 @@ template, the status, the time and the key's prefix only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from likelens.errors import LikeLensError, ModelError, ServiceError
-from likelens.ingest import ingest_raw
-from likelens.ingest.readers import RawFile, ndjson_to_raw
 from likelens.ledger import hashing
 from likelens.ledger.checkpoint import load_or_create_key, public_pem
 from likelens.model import Model
@@ -39,7 +37,7 @@ from likelens.service.models import LoadedModel, load_model, revisions_from_scan
 from likelens.service.online import Decision
 from likelens.service.store import ServiceStore
 from likelens.service.stream import StreamReader
-from likelens.service.worker import Worker, quarantine_rows
+from likelens.service.worker import Worker
 
 log = logging.getLogger("likelens.service")
 
@@ -93,11 +91,43 @@ class ModelRequest(BaseModel):
     revise: bool = True
 
 
+class RequestLog:
+    """Pure ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request):
+    one log line and one histogram sample per request, with the route template and the key's
+    prefix, never the client's address."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            dt = time.perf_counter() - t0
+            self.metrics.requests.labels(path, str(status[0])).observe(dt)
+            log.info("%s %s %d %.1fms key=%s", scope.get("method", "-"), path, status[0],
+                     dt * 1000, scope.get("likelens_key", "-"))
+
+
 def require(permission: str) -> Callable[[Request], Caller]:
     """A dependency: the caller of a valid key whose role grants ``permission`` (401, 403 or
     429 otherwise)."""
 
-    def check(request: Request) -> Caller:
+    async def check(request: Request) -> Caller:
+        # async: checked on the event loop, not on a thread of the pool (a hop per request).
         service: Service = request.app.state.service
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
@@ -142,18 +172,7 @@ def build(service: Service) -> FastAPI:
     app.state.service = service
     m = service.metrics
 
-    @app.middleware("http")
-    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                     ) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        dt = time.perf_counter() - t0
-        m.requests.labels(path, str(response.status_code)).observe(dt)
-        log.info("%s %s %d %.1fms key=%s", request.method, path, response.status_code,
-                 dt * 1000, request.scope.get("likelens_key", "-"))
-        return response
+    app.add_middleware(RequestLog, metrics=m)
 
     @app.post("/v1/events", summary="Score events (JSON array, NDJSON or Arrow IPC stream)")
     async def post_events(request: Request, _: Ingest) -> JSONResponse:
@@ -166,28 +185,27 @@ def build(service: Service) -> FastAPI:
             body += chunk
             if len(body) > limit:
                 raise HTTPException(413, f"body over {limit} bytes")
-        raw = _parse_body(bytes(body), request.headers.get("content-type", ""))
+        lines = _body_lines(bytes(body), request.headers.get("content-type", ""))
+        if not lines:
+            raise HTTPException(400, "no events in the body")
+        fut = service.worker.submit(lines, "http")
         try:
-            events, bad = ingest_raw(raw, source="http", key=service.key, require_event_id=True)
-        except LikeLensError as exc:
-            raise HTTPException(422, str(exc)) from None
-        quarantined = quarantine_rows(bad)
-        fut = service.worker.submit(events, quarantined, "http")
-        try:
-            decided = await anyio.to_thread.run_sync(fut.result, service.settings.wait_s)
-        except FutureTimeout:
+            # Awaited on the event loop: no thread is held while the worker decides.
+            out = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)),
+                                         service.settings.wait_s)
+        except TimeoutError:
             raise HTTPException(503, "not decided in time (is the database up? see /readyz); "
                                      "the events stay queued and will be decided",
                                 headers={"Retry-After": "1"}) from None
-        ids = [str(x) for x in events["event_id"].to_pylist()] if events.num_rows else []
-        got = {d.event_id for d in decided}
-        actions = events["action"].to_pylist() if events.num_rows else []
+        except LikeLensError as exc:
+            raise HTTPException(422, str(exc)) from None
+        got = {d.event_id for d in out.decisions}
         return JSONResponse({
-            "accepted": len(ids), "decided": len(decided),
-            "already_decided": [i for i, a in zip(ids, actions, strict=True)
+            "accepted": len(out.ids), "decided": len(out.decisions),
+            "already_decided": [i for i, a in zip(out.ids, out.actions, strict=True)
                                 if a != "view" and i not in got],
-            "decisions": [_decision(d, service.worker.version) for d in decided],
-            "quarantined": [{"row": q["row"], "reason": q["reason"]} for q in quarantined],
+            "decisions": [_decision(d, service.worker.version) for d in out.decisions],
+            "quarantined": [{"row": q["row"], "reason": q["reason"]} for q in out.quarantined],
         })
 
     @app.get("/v1/engagements/{event_id}", summary="An engagement's decision and revisions")
@@ -306,8 +324,10 @@ def swap(service: Service, loaded: LoadedModel, *, revise: bool = True) -> dict[
             "groups": len(loaded.groups)}
 
 
-def _parse_body(body: bytes, content_type: str) -> RawFile:
-    """A request body as a reader's raw batch: Arrow IPC, a JSON array, or NDJSON."""
+def _body_lines(body: bytes, content_type: str) -> list[bytes]:
+    """A request body as NDJSON lines, one event each: from an Arrow IPC stream or file, a
+    JSON array, or NDJSON (blank lines dropped; a quarantined row's number counts the
+    others)."""
     ctype = content_type.split(";")[0].strip().lower()
     if ctype in ARROW_TYPES:
         try:
@@ -316,19 +336,16 @@ def _parse_body(body: bytes, content_type: str) -> RawFile:
             table = reader.read_all()
         except (pa.ArrowInvalid, OSError) as exc:
             raise HTTPException(400, f"not an Arrow IPC body ({exc})") from None
-        cols = [pa.compute.cast(table[c], pa.string()) for c in table.column_names]
-        return RawFile(pa.table(cols, names=table.column_names).append_column(
-            "_row", pa.array(range(table.num_rows), pa.int64())), [])
-    text = body.lstrip()
-    if text.startswith(b"["):
+        return [json.dumps(r, default=str).encode() for r in table.to_pylist()]
+    if body.lstrip().startswith(b"["):
         try:
             items = json.loads(body)
         except json.JSONDecodeError as exc:
             raise HTTPException(400, f"not a JSON array: {exc}") from None
         if not isinstance(items, list):
             raise HTTPException(400, "a JSON body must be an array of events")
-        return ndjson_to_raw(b"\n".join(json.dumps(i).encode() for i in items))
-    return ndjson_to_raw(body)
+        return [json.dumps(i).encode() for i in items]
+    return [line for line in body.splitlines() if line.strip()]
 
 
 def _decision(d: Decision, version: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Imports of the web stack happen inside the commands, so ``likelens scan`` does n
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def serve(data: Path | None, database: str | None, model_dir: Path | None, redis
                         consumer=consumer or f"{socket.gethostname()}-serve",
                         max_body_bytes=max_body, rate_per_key=rate, stream=stream)
     configure_logging()
+    # The worker thread is busy Python; with the default 5 ms switch interval the event loop
+    # waits that long for the GIL at every step of a request. 0.5 ms keeps requests moving.
+    sys.setswitchinterval(0.0005)
     app = make_app(settings, key=load_key(key_file))
     err.print(f"serving on http://{host}:{port} (database: {_safe(settings.database)}"
               f"{', redis: ' + _safe(redis) if redis else ''})")
