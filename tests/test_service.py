@@ -255,6 +255,8 @@ def test_every_endpoint_role_and_bad_key(tmp_path, day, caplog) -> None:
         assert key not in text and key.split("_")[2] not in text
     ips = [r for r in day["events"].slice(0, 5)["ip"].to_pylist() if r]
     assert ips and not any(ip in text for ip in ips)
+    devices = [r for r in day["events"].slice(0, 5)["device_id"].to_pylist() if r]
+    assert devices and not any(d in text for d in devices)
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path, day) -> None:
@@ -394,3 +396,24 @@ def test_readyz_fails_and_nothing_is_acknowledged_without_the_database(tmp_path,
         assert client.get("/readyz").status_code == 200
         n_eng = int(pc.sum(pc.not_equal(day["events"].slice(0, 200)["action"], "view")).as_py())
         assert service.store.counts()["decisions"] == n_eng
+
+
+def test_keys_cli_prints_once_lists_prefixes_and_revokes(tmp_path, capsys) -> None:
+    from likelens.cli import main
+
+    assert main(["keys", "create", "--role", "analyst", "--data", str(tmp_path),
+                 "--note", "qa"]) == 0
+    key = capsys.readouterr().out.strip()
+    prefix = key.split("_")[1]
+    assert key.startswith("ll_") and len(key) > 40
+    assert main(["keys", "list", "--data", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out
+    assert prefix in listed and key not in listed and "active" in listed
+    assert main(["keys", "revoke", prefix, "--data", str(tmp_path)]) == 0
+    assert main(["keys", "list", "--data", str(tmp_path)]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert main(["keys", "revoke", prefix, "--data", str(tmp_path)]) == 2  # nothing active
+    assert main(["keys", "create", "--role", "root", "--data", str(tmp_path)]) == 2
+    store = ServiceStore(database_url(tmp_path, None))
+    assert all(k["prefix"] == prefix for k in store.keys())
+    assert key not in json.dumps(store.keys(), default=str)

@@ -23,6 +23,17 @@ DATA_HELP = "Directory of the embedded database (SQLite) and the ledger's signin
 DB_HELP = "PostgreSQL URL (postgresql://user@host/db) instead of SQLite in --data."
 
 
+def _need_service() -> None:
+    """A clear error instead of a traceback when the service's libraries are not installed."""
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn", "sqlalchemy", "alembic", "redis", "psycopg")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ServiceError(f"the service needs {', '.join(missing)}: "
+                           "pip install 'likelens[service]'")
+
+
 def _where(f: click.decorators.FC) -> click.decorators.FC:
     f = click.option("--database", default=None, envvar="LIKELENS_DATABASE",
                      help=DB_HELP)(f)
@@ -63,6 +74,7 @@ def serve(data: Path | None, database: str | None, model_dir: Path | None, redis
     Then create a key (likelens keys create --role ingest --data svc/) and POST events to
     /v1/events with Authorization: Bearer KEY. API reference: /docs and /openapi.json.
     """
+    _need_service()
     import socket
 
     import uvicorn
@@ -108,6 +120,7 @@ def keys() -> None:
 @click.option("--note", default="", help="Who or what the key is for.")
 def keys_create(data: Path | None, database: str | None, role: str, note: str) -> None:
     """Create a key and print it once; only its hash is stored."""
+    _need_service()
     from likelens.service.auth import create_key
     from likelens.service.run import open_store
 
@@ -120,6 +133,7 @@ def keys_create(data: Path | None, database: str | None, role: str, note: str) -
 @_where
 def keys_list(data: Path | None, database: str | None) -> None:
     """List keys by prefix, role and state (never the keys)."""
+    _need_service()
     from likelens.service.run import open_store
 
     t = Table(title="API keys")
@@ -136,6 +150,7 @@ def keys_list(data: Path | None, database: str | None) -> None:
 @click.argument("prefix")
 def keys_revoke(data: Path | None, database: str | None, prefix: str) -> None:
     """Revoke the key(s) whose prefix starts with PREFIX (honoured within seconds)."""
+    _need_service()
     from likelens.service.run import open_store
 
     if len(prefix) < 4:
