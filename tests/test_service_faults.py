@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -230,55 +231,54 @@ def test_kill_9_mid_stream_then_restart_decides_every_event_once(rig) -> None:
         mid = _decided(rig)[0]
         assert mid < rig["n_eng"], "killed too late to test anything"
         proc = _serve(rig, port)
-        assert _wait(lambda: _decided(rig)[0] == rig["n_eng"] and _pending(rig) == 0)
-        decisions, ledger = _decided(rig)
-        assert decisions == rig["n_eng"] and ledger == decisions
+        _all_decided_once(rig)
     finally:
         proc.kill()
         proc.wait(10)
+
+
+@contextmanager
+def _half_decided(rig: dict) -> Iterator[int]:
+    """A running service that has decided some of the first half of the events; yields its
+    port, kills it after."""
+    port = _free_port()
+    proc = _serve(rig, port)
+    try:
+        assert _wait(lambda: _ready(port))
+        _publish(rig, rig["lines"][:len(rig["lines"]) // 2])
+        assert _wait(lambda: _decided(rig)[0] > 0)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _all_decided_once(rig: dict, timeout: float = 90.0) -> None:
+    assert _wait(lambda: _decided(rig)[0] == rig["n_eng"] and _pending(rig) == 0, timeout)
+    assert _decided(rig) == (rig["n_eng"], rig["n_eng"])
 
 
 def test_redis_restart_mid_stream_loses_nothing(rig) -> None:
-    port = _free_port()
-    proc = _serve(rig, port)
-    try:
-        assert _wait(lambda: _ready(port))
-        half = len(rig["lines"]) // 2
-        _publish(rig, rig["lines"][:half])
-        assert _wait(lambda: _decided(rig)[0] > 0)
+    with _half_decided(rig) as port:
         rig["redis"].stop()
         assert _wait(lambda: not _ready(port), 20)  # /readyz says Redis is away
         rig["redis"].start()  # same port, same append-only file
-        _publish(rig, rig["lines"][half:])
-        assert _wait(lambda: _decided(rig)[0] == rig["n_eng"] and _pending(rig) == 0)
-        assert _decided(rig) == (rig["n_eng"], rig["n_eng"])
+        _publish(rig, rig["lines"][len(rig["lines"]) // 2:])
+        _all_decided_once(rig)
         assert _ready(port)
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def test_database_away_mid_stream_then_back_loses_nothing(rig) -> None:
-    port = _free_port()
-    proc = _serve(rig, port)
-    try:
-        assert _wait(lambda: _ready(port))
-        half = len(rig["lines"]) // 2
-        _publish(rig, rig["lines"][:half])
-        assert _wait(lambda: _decided(rig)[0] > 0)
+    with _half_decided(rig) as port:
         rig["proxy"].cut()
         assert _wait(lambda: not _ready(port), 30)
-        _publish(rig, rig["lines"][half:])
+        _publish(rig, rig["lines"][len(rig["lines"]) // 2:])
         time.sleep(1.0)
         assert not _ready(port)
         assert _pending(rig) + _lag(rig) > 0  # nothing acknowledged while the database is away
         rig["proxy"].start()
-        assert _wait(lambda: _decided(rig)[0] == rig["n_eng"] and _pending(rig) == 0, 120)
-        assert _decided(rig) == (rig["n_eng"], rig["n_eng"])
+        _all_decided_once(rig, 120)
         assert _wait(lambda: _ready(port), 20)
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def _lag(rig: dict) -> int:
