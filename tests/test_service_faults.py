@@ -63,6 +63,9 @@ class Proxy:
                 client, _ = srv.accept()
             except OSError:
                 return
+            if self._server is not srv:  # cut while this connection was being accepted
+                client.close()
+                return
             upstream = socket.create_connection(self.target)
             with self._lock:
                 self._conns += [client, upstream]
@@ -85,6 +88,12 @@ class Proxy:
 
     def cut(self) -> None:
         if self._server is not None:
+            # shutdown first: a close alone leaves a thread blocked in accept() able to take
+            # one more connection on Linux.
+            try:
+                self._server.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._server.close()
             self._server = None
         with self._lock:
