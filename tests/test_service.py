@@ -301,6 +301,17 @@ def test_model_swap_revises_beside_the_first_decisions(backend, day) -> None:
         now = service.store.current(ids)
         assert all(now[i][0] == f for i, f in zip(ids, scan["flagged"].to_pylist(),
                                                    strict=True) if i in now)
+        # A video's page counts the scan's verdicts now, its first decisions apart.
+        flagged_ids = [i for i, f in zip(ids, scan["flagged"].to_pylist(), strict=True)
+                       if f and i in now]
+        vid = service.store.engagement(flagged_ids[0])["video_id"]
+        page = client.get(f"/v1/videos/{vid}", headers=_auth(keys["analyst"])).json()
+        of_video = pq.read_table(day["scan"] / "engagements.parquet",
+                                 columns=["event_id", "video_id", "flagged"])
+        of_video = of_video.filter(pc.equal(pc.cast(of_video["video_id"], pa.string()), vid))
+        assert page["flagged_now"] == sum(f for i, f in zip(
+            [str(x) for x in of_video["event_id"].to_pylist()], of_video["flagged"].to_pylist(),
+            strict=True) if i in now)
         groups = client.get("/v1/groups", headers=_auth(keys["analyst"])).json()
         assert groups["total"] >= 1
         gid = groups["groups"][0]["id"]

@@ -214,26 +214,30 @@ class ServiceStore:
 
     def summary(self, column: str, value: str, *, limit: int = 50) -> dict[str, Any] | None:
         """Totals of the decisions whose ``column`` is ``value`` (an account, video or creator),
-        with the latest of them; counts revisions as the current verdict."""
-        col = T.decisions.c[column]
-        revised = sa.select(T.revisions.c.event_id).where(
-            T.revisions.c.flagged.is_(True)).scalar_subquery()
+        with the latest of them. ``flagged_now`` takes each engagement's latest revision where
+        it has one (a scan can flag what the stream passed, or clear what it flagged), and the
+        authentic share follows it."""
+        d, r = T.decisions, T.revisions
+        last = sa.select(r.c.event_id, sa.func.max(r.c.id).label("id")).group_by(
+            r.c.event_id).subquery()
+        rev = sa.select(r.c.event_id, r.c.flagged).join(last, r.c.id == last.c.id).subquery()
+        now = sa.func.coalesce(rev.c.flagged, d.c.flagged)
         with self._conn() as con:
-            total, flagged, rev = con.execute(sa.select(
+            total, flagged, flagged_now = con.execute(sa.select(
                 sa.func.count(),
-                sa.func.coalesce(sa.func.sum(sa.case((T.decisions.c.flagged, 1), else_=0)), 0),
-                sa.func.coalesce(sa.func.sum(sa.case(
-                    (sa.and_(~T.decisions.c.flagged, T.decisions.c.event_id.in_(revised)), 1),
-                    else_=0)), 0)).where(col == value)).one()
+                sa.func.coalesce(sa.func.sum(sa.case((d.c.flagged, 1), else_=0)), 0),
+                sa.func.coalesce(sa.func.sum(sa.case((now, 1), else_=0)), 0)).select_from(
+                d.outerjoin(rev, rev.c.event_id == d.c.event_id)).where(
+                d.c[column] == value)).one()
             if not total:
                 return None
-            latest = con.execute(sa.select(T.decisions).where(col == value).order_by(
-                T.decisions.c.ts.desc()).limit(limit)).mappings().all()
-        total, flagged, rev = int(total), int(flagged), int(rev)
-        return {column: value, "engagements": total, "flagged": flagged,
-                "flagged_by_revision": rev,
-                "authentic_share": round(1.0 - (flagged + rev) / total, 6),
-                "latest": [_decision_json(r) for r in latest]}
+            latest = con.execute(sa.select(d).where(d.c[column] == value).order_by(
+                d.c.ts.desc()).limit(limit)).mappings().all()
+        total, flagged, flagged_now = int(total), int(flagged), int(flagged_now)
+        return {column: value, "engagements": total, "flagged_at_decision": flagged,
+                "flagged_now": flagged_now,
+                "authentic_share": round(1.0 - flagged_now / total, 6),
+                "latest": [_decision_json(x) for x in latest]}
 
     def counts(self) -> dict[str, int]:
         with self._conn() as con:
