@@ -428,3 +428,31 @@ def test_keys_cli_prints_once_lists_prefixes_and_revokes(tmp_path, capsys) -> No
     store = ServiceStore(database_url(tmp_path, None))
     assert all(k["prefix"] == prefix for k in store.keys())
     assert key not in json.dumps(store.keys(), default=str)
+
+
+def test_online_state_forgets_what_is_older_than_its_window(day) -> None:
+    """Accounts, devices, addresses and targets last seen before the window are dropped, so a
+    stream of any length keeps the state of about one window."""
+    from likelens import model as model_dir
+
+    scorer = OnlineScorer(model_dir.load(day["model"]), version="m", window_s=3600)
+    n = 2000
+
+    def hour(h: int, first: int) -> pa.Table:
+        ids = np.arange(first, first + n)
+        return pa.table({
+            "event_id": (ids + h * 10**6).astype(str), "ts": h * 3_600_000 + ids,
+            "user_id": ids.astype(str), "action": ["like"] * n,
+            "video_id": ids % 50, "creator_id": ids % 7, "watch_ms": np.full(n, 1000),
+            "video_ms": np.full(n, 10_000), "device_hash": ids.astype(str),
+            "ip_hash": (ids % 300).astype(str), "ip_sub": (ids % 30).astype(str)})
+
+    scorer.score(hour(0, 0))
+    assert scorer.stats()["accounts"] == n
+    scorer.score(hour(3, 10_000))  # three windows later: other accounts, same videos
+    stats = scorer.stats()
+    assert stats["accounts"] == n and stats["devices"] == n
+    assert all(u not in scorer.accounts for u in ("0", "1", str(n - 1)))
+    assert len(scorer.key_counts) <= 330  # the addresses and ranges seen in the last window
+    # The convergence null's total follows the counts it is compared with.
+    assert scorer.n_engagements == sum(c for c, _ in scorer.target_counts.values())

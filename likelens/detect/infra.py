@@ -47,6 +47,14 @@ def _convergence(key: np.ndarray, tgt: np.ndarray, acc: np.ndarray
     return obs, lam
 
 
+def accounts_surprise(k: np.ndarray, q: float, devices: int) -> np.ndarray:
+    """-log10 of a device carrying ``k`` engaging accounts under a geometric null with
+    sharing rate ``q`` (each account past the second has chance q), Bonferroni-corrected for
+    ``devices`` devices; shared by the batch detector and the service's online state."""
+    k = np.asarray(k, dtype=float)
+    return np.maximum(np.maximum(k - 2, 0) * -np.log10(q) - np.log10(max(devices, 1)), 0.0)
+
+
 class InfraDetector(Detector):
     """Co-engagement surprise per device, address and /24; accounts per device."""
 
@@ -131,5 +139,5 @@ class InfraDetector(Detector):
             return np.zeros(len(dev))
         k_all = distinct_per_key(dev[has], acc[has]).astype(float)
         k = k_all[k_all > 0]  # devices that engaged at all
-        surprise = np.maximum(np.maximum(k_all - 2, 0) * -np.log10(q) - np.log10(len(k)), 0.0)
+        surprise = accounts_surprise(k_all, q, len(k))
         return np.where(has, surprise[np.maximum(dev, 0)], 0.0)

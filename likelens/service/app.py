@@ -30,7 +30,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from likelens.errors import LikeLensError, ModelError, ServiceError
 from likelens.ledger import hashing
 from likelens.ledger.checkpoint import load_or_create_key, public_pem
-from likelens.model import Model
 from likelens.service.auth import Caller, KeyChecker, RateLimiter
 from likelens.service.metrics import Metrics
 from likelens.service.models import LoadedModel, load_model, revisions_from_scan
@@ -353,4 +352,4 @@ def _decision(d: Decision, version: str) -> dict[str, Any]:
             "reasons": d.reasons, "model_version": version}
 
 
-__all__ = ["Model", "Service", "Settings", "build", "swap"]
+__all__ = ["Service", "Settings", "build", "swap"]

@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from likelens.detect.base import binomial_surprise, poisson_surprise
 from likelens.detect.burst import bought_share
+from likelens.detect.infra import accounts_surprise
 from likelens.features import SESSION_MS
 from likelens.fusion import account_context, apply_fusion
 from likelens.model import Model
@@ -127,12 +128,12 @@ class OnlineScorer:
         # A device's accounts: the one account's id while it has one (most phones), a set
         # once it has more.
         self.devices: dict[str, str | set[str]] = {}
-        self.key_counts: dict[str, int] = {}
+        self.key_counts: dict[str, list[int]] = {}  # key -> [engagements, last ts]
         # (address or range, target) -> [last ts, first account, the others or None]; keyed
         # by the tuple's hash (a collision among millions of 64-bit hashes is negligible and
         # would only merge two counts).
         self.key_target: dict[int, list[Any]] = {}
-        self.target_counts: dict[Any, int] = {}
+        self.target_counts: dict[Any, list[int]] = {}  # target -> [engagements, last ts]
         self.task_piles: dict[Any, _Window] = {}
         self.iso_views: dict[Any, _Window] = {}
         self.n_engagements = 0
@@ -238,7 +239,11 @@ class OnlineScorer:
             acc.n_low += frac < self.low_watch
         self.n_engagements += 1
         target: Any = ("follow", cols["creator_id"][i]) if action == "follow" else (action, video)
-        self.target_counts[target] = self.target_counts.get(target, 0) + 1
+        tc = self.target_counts.get(target)
+        if tc is None:
+            tc = self.target_counts[target] = [0, ts]
+        tc[0] += 1
+        tc[1] = ts
         # Accounts per device, and accounts from one address or range on this target.
         dev = cols["device_hash"][i]
         dev_k = 0
@@ -261,7 +266,12 @@ class OnlineScorer:
                 raw[f"{name}_lam"].append(0.0)
                 continue
             kk = name + key
-            n_k = self.key_counts[kk] = self.key_counts.get(kk, 0) + 1
+            kc = self.key_counts.get(kk)
+            if kc is None:
+                kc = self.key_counts[kk] = [0, ts]
+            kc[0] += 1
+            kc[1] = ts
+            n_k = kc[0]
             slot = hash((kk, target))
             entry = self.key_target.get(slot)
             if entry is None:
@@ -273,8 +283,7 @@ class OnlineScorer:
                 else:
                     entry[2].add(user)
             raw[f"{name}_obs"].append(float(len(entry[2]) if entry[2] else 0))
-            raw[f"{name}_lam"].append((n_k - 1) * (self.target_counts[target] - 1)
-                                      / self.n_engagements)
+            raw[f"{name}_lam"].append((n_k - 1) * (tc[0] - 1) / self.n_engagements)
         # The target's pile of task-shaped engagements the account's own watch does not
         # explain, against the video's isolated views in the same span.
         through = (not math.isnan(frac)) and frac >= self.full_watch and \
@@ -333,10 +342,8 @@ class OnlineScorer:
             excess = np.where(task_s > 0, np.maximum(
                 bought_share(k_near, iso_near, conv), bought_share(a["k_day"], a["iso_day"], conv)),
                 0.0)
-        n_devices = max(len(self.devices), 1)
-        q = min(max(self.share_decay, 1e-3), 0.9)
-        dev_s = np.maximum(np.maximum(a["dev_k"] - 2, 0) * -np.log10(q) - np.log10(n_devices),
-                           0.0)
+        dev_s = accounts_surprise(a["dev_k"], min(max(self.share_decay, 1e-3), 0.9),
+                                  len(self.devices))
         ip_s = poisson_surprise(a["ip_obs"], a["ip_lam"], tests=tests)
         net_s = poisson_surprise(a["net_obs"], a["net_lam"], tests=tests)
         infra_now = np.maximum(ip_s, net_s)
@@ -385,6 +392,10 @@ class OnlineScorer:
         self.task_piles = {t: w for t, w in self.task_piles.items() if w.last >= old}
         self.iso_views = {v: w for v, w in self.iso_views.items() if w.last >= old}
         self.key_target = {k: v for k, v in self.key_target.items() if v[0] >= old}
+        self.key_counts = {k: v for k, v in self.key_counts.items() if v[1] >= old}
+        self.target_counts = {k: v for k, v in self.target_counts.items() if v[1] >= old}
+        # The chance of convergence is counts over all engagements: age the total with them.
+        self.n_engagements = max(sum(v[0] for v in self.target_counts.values()), 1)
         live = self.accounts
         self.devices = {d: s for d, s in self.devices.items()
                         if (s in live if isinstance(s, str) else any(u in live for u in s))}

@@ -246,11 +246,6 @@ class ServiceStore:
                     for name, t in (("decisions", T.decisions), ("revisions", T.revisions),
                                     ("quarantine", T.quarantine))}
 
-    def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
-        with self._conn() as con:
-            return [dict(r) for r in con.execute(sa.select(T.quarantine).order_by(
-                T.quarantine.c.id.desc()).limit(limit)).mappings()]
-
     # -- models ------------------------------------------------------------------------------
 
     def record_model(self, version: str, path: str, info: Mapping[str, Any]) -> None:

@@ -153,14 +153,14 @@ class Worker:
             if done is None:
                 return  # shutting down before the database came back: nothing acknowledged
             try:
-                decisions, futures = self._decide(batches, done)
+                decisions = self._decide(batches, done)
             except Exception as exc:  # a bad batch must not stop the service
                 log.exception("scoring failed")
                 for b in batches:
                     if b.future is not None and not b.future.done():
                         b.future.set_exception(exc)
                 continue
-            self._commit_until_done(batches, decisions, futures)
+            self._commit_until_done(batches, decisions)
             self._freeze_state()
 
     def _gather(self) -> list[Batch]:
@@ -268,11 +268,10 @@ class Worker:
             self.healthy = True
             return out
 
-    def _decide(self, batches: list[Batch], done: set[str]
-                ) -> tuple[list[Decision], list[Batch]]:
+    def _decide(self, batches: list[Batch], done: set[str]) -> list[Decision]:
         tables = [b.events for b in batches if b.events.num_rows]
         if not tables:
-            return [], batches
+            return []
         events = pa.concat_tables(tables, promote_options="permissive")
         # Replays: events already decided are not scored again (nor fold into the state).
         ids = pc.cast(events["event_id"], pa.string())
@@ -283,10 +282,9 @@ class Worker:
         t0 = time.perf_counter()
         decisions = self.scorer.score(events)
         self.metrics.score_seconds.observe(time.perf_counter() - t0)
-        return decisions, batches
+        return decisions
 
-    def _commit_until_done(self, batches: list[Batch], decisions: list[Decision],
-                           _futures: list[Batch]) -> None:
+    def _commit_until_done(self, batches: list[Batch], decisions: list[Decision]) -> None:
         received: dict[str, float] = {}
         for b in batches:
             if b.arrived is not None:
