@@ -13,7 +13,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from likelens.errors import InputError, LedgerVerificationError
 from likelens.ledger import hashing
@@ -46,18 +49,7 @@ class Ledger:
 
     def prove(self, index: int) -> dict[str, Any]:
         """A self-contained bundle: the record, its inclusion proof and a signed checkpoint."""
-        size = self.log.size
-        if not 0 <= index < size:
-            raise InputError(f"index {index} outside the log (size {size})")
-        cp = self.log.checkpoint(self.key)
-        record = self.log.record(index)
-        return {
-            "index": index,
-            "record": record.decode("utf-8"),
-            "leaf_hash": hashing.leaf_hash(record).hex(),
-            "proof": [p.hex() for p in self.log.inclusion_proof(index, cp.size)],
-            "checkpoint": cp.to_text(),
-        }
+        return prove(self.log, self.key, index)
 
     def export(self) -> Iterable[dict[str, Any]]:
         """Every record with its index, in order (JSON Lines when printed)."""
@@ -65,6 +57,23 @@ class Ledger:
         for start in range(0, size, step):
             for i, data in self.log.store.records(start, min(size, start + step)):
                 yield {"index": i, "record": json.loads(data)}
+
+
+def prove(log: EvidenceLog, key: Ed25519PrivateKey, index: int) -> dict[str, Any]:
+    """The record at ``index``, its inclusion proof and the checkpoint it proves into, signed
+    now with ``key`` (the ledger directory's and the service's bundles alike)."""
+    size = log.size
+    if not 0 <= index < size:
+        raise InputError(f"index {index} outside the log (size {size})")
+    cp = log.checkpoint(key)
+    record = log.record(index)
+    return {
+        "index": index,
+        "record": record.decode("utf-8"),
+        "leaf_hash": hashing.leaf_hash(record).hex(),
+        "proof": [p.hex() for p in log.inclusion_proof(index, cp.size)],
+        "checkpoint": cp.to_text(),
+    }
 
 
 def verify_bundle(bundle: Mapping[str, Any], public: Ed25519PublicKey) -> Checkpoint:

@@ -9,6 +9,7 @@ template, the status, the time and the key's prefix only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import socket
@@ -21,14 +22,15 @@ from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from likelens.errors import LikeLensError, ModelError, ServiceError
-from likelens.ledger import hashing
+from likelens.errors import InputError, LikeLensError, ModelError, ServiceError
+from likelens.ledger.api import prove
 from likelens.ledger.checkpoint import load_or_create_key, public_pem
 from likelens.service.auth import Caller, KeyChecker, RateLimiter
 from likelens.service.metrics import Metrics
@@ -76,9 +78,10 @@ class Service:
     stream: StreamReader | None = None
     started: float = field(default_factory=time.time)
 
-    @property
-    def signing_key_path(self) -> Path:
-        return self.settings.data / "ledger-signing.key"
+    @functools.cached_property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The ledger's checkpoint key, from the data directory (made there on first use)."""
+        return load_or_create_key(self.settings.data / "ledger-signing.key")
 
 
 class ModelRequest(BaseModel):
@@ -253,24 +256,16 @@ def build(service: Service) -> FastAPI:
 
     @app.get("/v1/ledger/checkpoint", summary="A signed checkpoint of the evidence ledger")
     def get_checkpoint(_: Read) -> dict[str, Any]:
-        key = load_or_create_key(service.signing_key_path)
-        cp = service.store.ledger.checkpoint(key)
+        cp = service.store.ledger.checkpoint(service.signing_key)
         return {"size": cp.size, "root": cp.root.hex(), "checkpoint": cp.to_text(),
-                "public_key": public_pem(key)}
+                "public_key": public_pem(service.signing_key)}
 
     @app.get("/v1/ledger/proof/{index}", summary="Inclusion proof of one ledger record")
     def get_proof(index: int, _: Read) -> dict[str, Any]:
-        ledger = service.store.ledger
-        size = ledger.size
-        if not 0 <= index < size:
-            raise HTTPException(404, f"index {index} outside the ledger (size {size})")
-        key = load_or_create_key(service.signing_key_path)
-        cp = ledger.checkpoint(key)
-        record = ledger.record(index)
-        return {"index": index, "record": record.decode("utf-8"),
-                "leaf_hash": hashing.leaf_hash(record).hex(),
-                "proof": [p.hex() for p in ledger.inclusion_proof(index, cp.size)],
-                "checkpoint": cp.to_text()}
+        try:
+            return prove(service.store.ledger, service.signing_key, index)
+        except InputError as exc:  # outside the ledger
+            raise HTTPException(404, str(exc)) from None
 
     @app.post("/v1/model", summary="Score with another fitted model; revise from its scan")
     def post_model(body: ModelRequest, _: Admin) -> dict[str, Any]:

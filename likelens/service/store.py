@@ -9,6 +9,7 @@ again. Readers (the HTTP API) use their own connections.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -62,7 +63,9 @@ class ServiceStore:
         self.engine: Engine = sa.create_engine(url, **kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._tx: Connection | None = None
+        # The open transaction is the worker's own: thread-local, so a reader on another
+        # thread (an HTTP request for a proof) never runs inside it.
+        self._local = threading.local()
         self._ledger_store = _LedgerStore(self)
         self.ledger = EvidenceLog(self._ledger_store)
         if migrate:
@@ -95,9 +98,13 @@ class ServiceStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    @property
+    def _tx(self) -> Connection | None:
+        return getattr(self._local, "tx", None)
+
     @contextmanager
     def _conn(self) -> Iterator[Connection]:
-        """The open transaction's connection, or a fresh one."""
+        """This thread's open transaction's connection, or a fresh one."""
         if self._tx is not None:
             yield self._tx
         else:
@@ -108,11 +115,11 @@ class ServiceStore:
     def transaction(self) -> Iterator[Connection]:
         try:
             with self.engine.begin() as con:
-                self._tx = con
+                self._local.tx = con
                 try:
                     yield con
                 finally:
-                    self._tx = None
+                    self._local.tx = None
         except BaseException:
             self._ledger_store.forget()  # what it cached may not have committed
             raise
