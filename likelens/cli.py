@@ -578,7 +578,11 @@ def info() -> None:
     t.add_column("available")
     checks = {
         "pyspark (Spark engine, planned)": importlib.util.find_spec("pyspark") is not None,
+        "service libraries (likelens[service])": all(
+            importlib.util.find_spec(m) is not None
+            for m in ("fastapi", "uvicorn", "sqlalchemy", "alembic", "redis", "psycopg")),
         "redis server": shutil.which("redis-server") is not None,
+        "postgresql client (psql)": shutil.which("psql") is not None,
         "java": shutil.which("java") is not None,
         "chromium (report screenshots)": shutil.which("chromium") is not None,
         "playwright": importlib.util.find_spec("playwright") is not None,
