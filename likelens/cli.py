@@ -578,7 +578,7 @@ def info() -> None:
     t.add_column("available")
     checks = {
         "pyspark (Spark engine, planned)": importlib.util.find_spec("pyspark") is not None,
-        "service libraries (likelens[service])": all(
+        "service libraries (the service extra)": all(
             importlib.util.find_spec(m) is not None
             for m in ("fastapi", "uvicorn", "sqlalchemy", "alembic", "redis", "psycopg")),
         "redis server": shutil.which("redis-server") is not None,
