@@ -12,7 +12,8 @@ import pytest
 
 from likelens.cli import main
 
-VERBS = ["simulate", "scan", "eval", "detectors", "info", "ledger", "bench", "review"]
+VERBS = ["simulate", "scan", "eval", "detectors", "info", "ledger", "bench", "review", "serve",
+         "keys", "replay"]
 
 
 def run(*args: str, env_key: bool = True) -> subprocess.CompletedProcess[str]:
@@ -27,7 +28,7 @@ def test_every_verb_explains_itself_with_an_example(verb: str) -> None:
     r = run(verb, "--help")
     assert r.returncode == 0
     assert "Usage:" in r.stdout
-    if verb in ("simulate", "scan", "eval"):
+    if verb in ("simulate", "scan", "eval", "replay"):
         assert "Example" in r.stdout
 
 
