@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from likelens.errors import InputError, LikeLensError, ModelError, ServiceError
 from likelens.ledger.api import prove
 from likelens.ledger.checkpoint import load_or_create_key, public_pem
+from likelens.schema import ACTIONS
 from likelens.service.auth import Caller, KeyChecker, RateLimiter
 from likelens.service.metrics import Metrics
 from likelens.service.models import LoadedModel, load_model, revisions_from_scan
@@ -82,6 +83,40 @@ class Service:
     def signing_key(self) -> Ed25519PrivateKey:
         """The ledger's checkpoint key, from the data directory (made there on first use)."""
         return load_or_create_key(self.settings.data / "ledger-signing.key")
+
+
+# The body of POST /v1/events in OpenAPI. The handler reads the raw body itself (three
+# formats, size-limited while streaming), so the schema is declared here: clients see the
+# contract and Schemathesis generates events from it.
+_EVENT = {
+    "type": "object",
+    "description": "One event of the input contract (DESIGN.md); event_id is required here.",
+    "required": ["event_id", "ts", "user_id", "action"],
+    "properties": {
+        "event_id": {"type": ["integer", "string"]},
+        "ts": {"type": ["integer", "string"], "description": "ms since epoch, or ISO-8601"},
+        "user_id": {"type": ["integer", "string"]},
+        "action": {"type": "string", "enum": list(ACTIONS)},
+        "video_id": {"type": ["integer", "string", "null"]},
+        "creator_id": {"type": ["integer", "string", "null"]},
+        "watch_ms": {"type": ["integer", "null"]},
+        "video_ms": {"type": ["integer", "null"]},
+        "ip": {"type": ["string", "null"]},
+        "device_id": {"type": ["string", "null"]},
+        "region": {"type": ["string", "null"]},
+        "text": {"type": ["string", "null"]},
+    },
+}
+EVENTS_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "array", "items": _EVENT}},
+        "application/x-ndjson": {"schema": {"type": "string",
+                                            "description": "one event object per line"}},
+        "application/vnd.apache.arrow.stream": {"schema": {"type": "string",
+                                                           "format": "binary"}},
+    },
+}
 
 
 class ModelRequest(BaseModel):
@@ -176,7 +211,8 @@ def build(service: Service) -> FastAPI:
 
     app.add_middleware(RequestLog, metrics=m)
 
-    @app.post("/v1/events", summary="Score events (JSON array, NDJSON or Arrow IPC stream)")
+    @app.post("/v1/events", summary="Score events (JSON array, NDJSON or Arrow IPC stream)",
+              openapi_extra={"requestBody": EVENTS_BODY})
     async def post_events(request: Request, _: Ingest) -> JSONResponse:
         declared = request.headers.get("content-length")
         limit = service.settings.max_body_bytes
