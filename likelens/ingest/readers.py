@@ -149,12 +149,24 @@ def _row_numbers(n_good: int, skipped: Sequence[int]) -> list[int]:
 def _read_jsonl(path: Path) -> RawFile:
     if path.stat().st_size == 0:
         raise InputError("file is empty", file=str(path))
-    try:
-        return RawFile(pajson.read_json(path), [])
-    except (pa.ArrowException, OSError):
-        pass  # mixed types or broken lines: read line by line, quarantining what fails
-    with path.open("rb") as fh:
+    table = _arrow_json(path, threads=True)
+    if table is not None:
+        return RawFile(table, [])
+    with path.open("rb") as fh:  # read line by line, quarantining what fails
         return lines_to_raw(fh)
+
+
+def _arrow_json(source: Path | pa.BufferReader, *, threads: bool) -> pa.Table | None:
+    """Arrow's typed JSON reader, or None where it cannot give one type per column (mixed
+    types, broken lines) or gives a table that does not validate: a column of lists of nulls
+    comes back with inconsistent offsets (found by Schemathesis), and must be read line by
+    line like any other doubtful input."""
+    try:
+        table = pajson.read_json(source, read_options=pajson.ReadOptions(use_threads=threads))
+        table.validate()
+    except (pa.ArrowException, OSError):
+        return None
+    return table
 
 
 def ndjson_to_raw(body: bytes) -> RawFile:
@@ -162,10 +174,8 @@ def ndjson_to_raw(body: bytes) -> RawFile:
     typed reader when every line parses with one type per column, so well-formed batches take
     the vectorised fast path; else line by line as ``lines_to_raw``. A column that is null in
     every line gets the contract's type instead of Arrow's null type."""
-    try:
-        table = pajson.read_json(pa.BufferReader(body), read_options=pajson.ReadOptions(
-            use_threads=len(body) > (1 << 20)))
-    except (pa.ArrowException, OSError):
+    table = _arrow_json(pa.BufferReader(body), threads=len(body) > (1 << 20))
+    if table is None:
         return lines_to_raw([line for line in body.splitlines() if line.strip()])
     cols = []
     for name in table.column_names:
