@@ -39,6 +39,7 @@ from likelens.detect.infra import accounts_surprise
 from likelens.features import SESSION_MS
 from likelens.fusion import account_context, apply_fusion
 from likelens.model import Model
+from likelens.service.groups import groups_of_model
 
 NEEDS_VIEW = frozenset(("like", "comment", "share"))
 CHAINED = frozenset(("comment", "share"))
@@ -151,19 +152,16 @@ class OnlineScorer:
         infra = states["infra"].values if "infra" in states else {}
         self.share_decay = float(infra.get("device_share_decay", 0.5))
         self.lockstep: set[str] = set()
-        if "lockstep" in states and "members" in states["lockstep"].tables:
-            self.lockstep = {str(u) for u in states["lockstep"].tables["members"]["user_id"]
-                             .to_pylist()}
         self.dense: dict[str, set[int]] = {}
         self.dense_targets: dict[str, set[int]] = {}
-        if "dense" in states and "members" in states["dense"].tables:
-            t = states["dense"].tables
-            for u, b in zip(t["members"]["user_id"].to_pylist(),
-                            t["members"]["block"].to_pylist(), strict=True):
-                self.dense.setdefault(str(u), set()).add(int(b))
-            for k, b in zip(t["targets"]["target"].to_pylist(),
-                            t["targets"]["block"].to_pylist(), strict=True):
-                self.dense_targets.setdefault(str(k), set()).add(int(b))
+        for g in groups_of_model(model):
+            if g.kind == "lockstep":
+                self.lockstep.update(g.accounts)
+                continue
+            for u in g.accounts:
+                self.dense.setdefault(u, set()).add(g.block)
+            for k in g.targets:
+                self.dense_targets.setdefault(k, set()).add(g.block)
 
     def swap_model(self, model: Model, version: str) -> None:
         """Score with ``model`` from the next batch on; the running evidence is kept."""
