@@ -193,12 +193,12 @@ def replay(events: Path, to: str, speed: str, batch: int, api_key: str | None,
     from likelens.service.replay import read_log
     from likelens.service.replay import replay as send
 
-    total = read_log(events)[0].num_rows
+    log = read_log(events)
     with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("replaying", total=total)
+        task = progress.add_task("replaying", total=log[0].num_rows)
         res = send(events, to, speed=speed, batch=batch,
                    api_key=api_key or os.environ.get("LIKELENS_API_KEY"), stream=stream,
-                   per_entry=per_entry,
+                   per_entry=per_entry, log=log,
                    progress=lambda n: progress.advance(task, n))
     err.print(f"sent {res.sent:,} events in {res.batches:,} batches, {res.seconds:.1f} s "
               f"({res.sent / max(res.seconds, 1e-9):,.0f} events/s)"

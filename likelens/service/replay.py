@@ -106,9 +106,12 @@ def _batches(table: pa.Table, ts: np.ndarray, size: int, speed: float | None
 
 def replay(path: str | Path, to: str, *, speed: str = "max", batch: int = 1000,
            api_key: str | None = None, stream: str = "likelens:events", per_entry: int = 1,
-           progress: Callable[[int], None] | None = None) -> ReplayResult:
-    """Send the log at ``path`` to ``to`` (``http(s)://HOST:PORT`` or ``redis://...``)."""
-    table, ts = read_log(path)
+           progress: Callable[[int], None] | None = None,
+           log: tuple[pa.Table, np.ndarray] | None = None) -> ReplayResult:
+    """Send the log at ``path`` to ``to`` (``http(s)://HOST:PORT`` or ``redis://...``);
+    ``log`` is that log already read by ``read_log`` (the CLI reads it first to size its
+    progress bar)."""
+    table, ts = log if log is not None else read_log(path)
     pace = parse_speed(speed)
     t0 = time.perf_counter()
     sent = n_batches = quarantined = 0
