@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from likelens import model as model_dir
@@ -19,6 +21,11 @@ from likelens.model import MANIFEST, Model
 from likelens.service.groups import Group, groups_of_model
 from likelens.service.online import Decision
 from likelens.service.store import ServiceStore
+
+# What the service keeps of the scan beside a model: enough to revise its decisions, and for
+# the console to draw audit samples and show the batch verdict on a sampled like.
+SCAN_COLUMNS = ("event_id", "user_id", "action", "video_id", "creator_id", "ts", "score",
+                "flagged", "reasons")
 
 
 @dataclass
@@ -42,6 +49,21 @@ class LoadedModel:
     def groups_of(self, user_id: str) -> list[str]:
         return self._of_user.get(user_id, [])
 
+    def likes(self) -> pa.Table | None:
+        """The scan's likes (event_id, score, flagged): the population of audit samples."""
+        e = self.scan_engagements
+        if e is None or "action" not in e.schema.names:
+            return None
+        return e.filter(pc.equal(e["action"], "like")).select(["event_id", "score", "flagged"])
+
+    def scan_row(self, event_id: str) -> dict[str, Any] | None:
+        """The scan's verdict on one engagement, by event id."""
+        e = self.scan_engagements
+        if e is None:
+            return None
+        hit = e.filter(pc.equal(pc.cast(e["event_id"], pa.string()), event_id))
+        return hit.slice(0, 1).to_pylist()[0] if hit.num_rows else None
+
 
 def version_of(path: str | Path) -> str:
     return hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest()[:16]
@@ -52,9 +74,10 @@ def load_model(path: str | Path) -> LoadedModel:
     root = Path(path)
     model = model_dir.load(root)
     scan = root.parent / "engagements.parquet"
-    engagements = (pq.read_table(scan, columns=["event_id", "user_id", "score", "flagged",
-                                                   "reasons"])
-                   if scan.exists() else None)
+    engagements = None
+    if scan.exists():
+        have = set(pq.read_schema(scan).names)
+        engagements = pq.read_table(scan, columns=[c for c in SCAN_COLUMNS if c in have])
     return LoadedModel(root, version_of(root), model, groups_of_model(model), engagements)
 
 

@@ -59,6 +59,8 @@ class Decision:
     score: float
     flagged: bool
     reasons: list[str]
+    device: str | None = None  # pseudonymised, as in the scan
+    net: str | None = None  # the address range, pseudonymised
 
 
 @dataclass(slots=True)
@@ -375,7 +377,8 @@ class OnlineScorer:
             out.append(Decision(
                 str(cols["event_id"][i]), int(cols["ts"][i]), str(cols["user_id"][i]),
                 cols["action"][i], _text(cols["video_id"][i]), _text(cols["creator_id"][i]),
-                float(fused.probability[j]), bool(fused.flagged[j]), list(reasons[j] or [])))
+                float(fused.probability[j]), bool(fused.flagged[j]), list(reasons[j] or []),
+                _text(cols["device_hash"][i]), _text(cols["ip_sub"][i])))
         return out
 
     # -- memory ------------------------------------------------------------------------------

@@ -66,6 +66,9 @@ class ServiceStore:
         # The open transaction is the worker's own: thread-local, so a reader on another
         # thread (an HTTP request for a proof) never runs inside it.
         self._local = threading.local()
+        # The ledger's frontier is cached for its one writer: the worker's batches and the
+        # console's verdicts append from different threads, so their transactions take turns.
+        self._write = threading.RLock()
         self._ledger_store = _LedgerStore(self)
         self.ledger = EvidenceLog(self._ledger_store)
         if migrate:
@@ -113,8 +116,9 @@ class ServiceStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
+        """A write transaction of this thread; one at a time in this process (see ``_write``)."""
         try:
-            with self.engine.begin() as con:
+            with self._write, self.engine.begin() as con:
                 self._local.tx = con
                 try:
                     yield con
@@ -160,7 +164,7 @@ class ServiceStore:
                  "video_id": d.video_id, "creator_id": d.creator_id, "score": d.score,
                  "flagged": d.flagged, "reasons": json.dumps(d.reasons),
                  "model_version": version, "received_at": received.get(d.event_id, now),
-                 "decided_at": now, "ledger_index": idx}
+                 "decided_at": now, "ledger_index": idx, "device": d.device, "net": d.net}
                 for d, idx in zip(fresh, span, strict=True)])
         return fresh
 

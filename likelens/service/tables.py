@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -38,6 +39,10 @@ decisions = Table(
     Column("received_at", Float, nullable=False),  # epoch seconds
     Column("decided_at", Float, nullable=False),
     Column("ledger_index", BigInteger, nullable=False),
+    # The device and the address range, pseudonymised with the scan's keyed hash (0002): what
+    # the console's group page shows of a group's infrastructure, never the raw values.
+    Column("device", String),
+    Column("net", String),
 )
 
 # Later decisions on the same engagement (a batch scan found its group): beside the first one,
@@ -104,4 +109,50 @@ ledger_checkpoints = Table(
     "ledger_checkpoints", metadata,
     Column("size", BigInteger, primary_key=True, autoincrement=False),
     Column("text", Text, nullable=False),
+)
+
+# The analyst console (0002). People sign in with a name and a password (argon2 hash); failed
+# attempts count towards a lockout.
+users = Table(
+    "users", metadata,
+    Column("name", String, primary_key=True),
+    Column("pw_hash", Text, nullable=False),
+    Column("role", String, nullable=False),  # analyst | admin
+    Column("created_at", Float, nullable=False),
+    Column("disabled_at", Float),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("locked_until", Float),
+)
+
+# Signed-in browsers: only the SHA-256 of the cookie's token is stored, with the session's CSRF
+# token (sent in every form).
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("token_hash", String, primary_key=True),
+    Column("user_name", String, nullable=False, index=True),
+    Column("csrf", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# The review queue: a case is a group of the model, or one like of an audit sample (with the
+# stratum and inclusion probability it was drawn with, so verdicts feed unbiased estimates). A
+# case is claimed by one analyst at a time; its verdict is appended to the evidence ledger.
+cases = Table(
+    "cases", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String, nullable=False),  # group | sample
+    Column("ref", String, nullable=False),  # group id | event id
+    Column("model_version", String, nullable=False),
+    Column("stratum", String),
+    Column("inclusion_prob", Float),
+    Column("created_at", Float, nullable=False),
+    Column("claimed_by", String, index=True),
+    Column("claimed_at", Float),
+    Column("verdict", String),  # bought | organic | unsure
+    Column("note", Text),
+    Column("decided_by", String),
+    Column("decided_at", Float),
+    Column("ledger_index", BigInteger),
+    UniqueConstraint("kind", "ref", "model_version", name="uq_cases_ref"),
 )
