@@ -593,10 +593,11 @@ def info() -> None:
 
 
 def _service_commands() -> None:
-    """serve, keys and replay live with the service; the web stack loads only when they run."""
-    from likelens.service.commands import keys, replay, serve
+    """serve, keys, users and replay live with the service; the web stack loads only when
+    they run."""
+    from likelens.service.commands import keys, replay, serve, users
 
-    for command in (serve, keys, replay):
+    for command in (serve, keys, replay, users):
         cli.add_command(command)
 
 

@@ -73,9 +73,9 @@ def claim(store: ServiceStore, user: str, *, kind: str | None = None) -> dict[st
     to the next candidate.
     """
     c = T.cases
-    held = _held(store, user)
-    if held is not None:
-        return held
+    mine = held(store, user)
+    if mine is not None:
+        return mine
     for _ in range(50):
         now = time.time()
         open_ = sa.and_(c.c.verdict.is_(None), sa.or_(c.c.claimed_by.is_(None),
@@ -96,7 +96,7 @@ def claim(store: ServiceStore, user: str, *, kind: str | None = None) -> dict[st
     return None
 
 
-def _held(store: ServiceStore, user: str) -> dict[str, Any] | None:
+def held(store: ServiceStore, user: str) -> dict[str, Any] | None:
     c = T.cases
     with store.engine.connect() as con:
         row = con.execute(sa.select(c.c.id).where(

@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -29,6 +30,7 @@ ROLES = ("analyst", "admin")
 MAX_FAILED = 5
 LOCK_S = 15 * 60
 SESSION_S = 12 * 3600
+LOCKED = f"too many failed attempts: this account is locked for {LOCK_S // 60} minutes"
 MIN_PASSWORD = 10
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
@@ -74,7 +76,7 @@ def create_user(store: ServiceStore, name: str, role: str, password: str) -> Non
                                             role=role, created_at=time.time(), failed=0))
 
 
-def list_users(store: ServiceStore) -> list[dict[str, object]]:
+def list_users(store: ServiceStore) -> list[dict[str, Any]]:
     with store.engine.connect() as con:
         return [dict(r) for r in con.execute(sa.select(
             T.users.c.name, T.users.c.role, T.users.c.created_at, T.users.c.disabled_at,
@@ -94,31 +96,34 @@ def disable_user(store: ServiceStore, name: str) -> int:
 def sign_in(store: ServiceStore, name: str, password: str) -> tuple[str, Session]:
     """Check a name and password; on success a new session and its cookie token."""
     now = time.time()
+    refused: str | None = None
+    # The failure count must commit even though the attempt is refused: decide inside the
+    # transaction, raise after it.
     with store.engine.begin() as con:
         row = con.execute(sa.select(T.users).where(T.users.c.name == name)).mappings().first()
         if row is None or row["disabled_at"] is not None:
             _verify(_DUMMY, password)
-            raise SignInRefused("wrong name or password")
-        if row["locked_until"] is not None and row["locked_until"] > now:
-            raise SignInRefused("too many failed attempts: this account is locked for "
-                                f"{LOCK_S // 60} minutes")
-        if not _verify(row["pw_hash"], password):
+            refused = "wrong name or password"
+        elif row["locked_until"] is not None and row["locked_until"] > now:
+            refused = LOCKED
+        elif not _verify(row["pw_hash"], password):
             failed = int(row["failed"] or 0) + 1
             locked = now + LOCK_S if failed >= MAX_FAILED else None
             con.execute(T.users.update().where(T.users.c.name == name).values(
                 failed=0 if locked else failed, locked_until=locked))
-            if locked:
-                raise SignInRefused("too many failed attempts: this account is locked for "
-                                    f"{LOCK_S // 60} minutes")
-            raise SignInRefused("wrong name or password")
-        con.execute(T.users.update().where(T.users.c.name == name).values(
-            failed=0, locked_until=None))
-        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        th = _token_hash(token)
-        con.execute(T.console_sessions.insert().values(
-            token_hash=th, user_name=name, csrf=csrf, created_at=now,
-            expires_at=now + SESSION_S))
-        con.execute(T.console_sessions.delete().where(T.console_sessions.c.expires_at < now))
+            refused = LOCKED if locked else "wrong name or password"
+        else:
+            con.execute(T.users.update().where(T.users.c.name == name).values(
+                failed=0, locked_until=None))
+            token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+            th = _token_hash(token)
+            con.execute(T.console_sessions.insert().values(
+                token_hash=th, user_name=name, csrf=csrf, created_at=now,
+                expires_at=now + SESSION_S))
+            con.execute(T.console_sessions.delete().where(
+                T.console_sessions.c.expires_at < now))
+    if refused is not None or row is None:
+        raise SignInRefused(refused or "wrong name or password")
     return token, Session(User(name, str(row["role"])), csrf, th)
 
 

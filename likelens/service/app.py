@@ -210,6 +210,10 @@ def build(service: Service) -> FastAPI:
     m = service.metrics
 
     app.add_middleware(RequestLog, metrics=m)
+    from likelens.console import cases, routes
+
+    cases.add_groups(service.store, service.model.groups, service.model.version)
+    routes.mount(app, service)
 
     @app.post("/v1/events", summary="Score events (JSON array, NDJSON or Arrow IPC stream)",
               openapi_extra={"requestBody": EVENTS_BODY})
@@ -344,6 +348,9 @@ def swap(service: Service, loaded: LoadedModel, *, revise: bool = True) -> dict[
     service.store.record_model(loaded.version, str(loaded.path), loaded.model.info)
     service.worker.swap_model(loaded.model, loaded.version)
     service.model = loaded
+    from likelens.console.cases import add_groups
+
+    add_groups(service.store, loaded.groups, loaded.version)
     revised = 0
     if revise and loaded.scan_engagements is not None:
         revised = service.store.revise(

@@ -161,6 +161,67 @@ def keys_revoke(data: Path | None, database: str | None, prefix: str) -> None:
     err.print(f"revoked {n} key(s)")
 
 
+@click.group()
+def users() -> None:
+    """People who sign in to the analyst console (/console): create, list, disable."""
+
+
+@users.command("create")
+@_where
+@click.argument("name")
+@click.option("--role", type=click.Choice(["analyst", "admin"]), required=True,
+              help="analyst: review and read; admin: also draw audit samples, see people.")
+def users_create(data: Path | None, database: str | None, name: str, role: str) -> None:
+    """Add a person. The password is read from the terminal (asked twice), or from the first
+    line of standard input when it is not a terminal; never from an argument, which would
+    stay in the shell's history and the process list."""
+    _need_service()
+    from likelens.console.users import MIN_PASSWORD, create_user
+    from likelens.service.run import open_store
+
+    if sys.stdin.isatty():
+        password = click.prompt(f"password for {name} (at least {MIN_PASSWORD} characters)",
+                                hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    create_user(open_store(data, database), name, role, password)
+    err.print(f"created {role} {name}")
+
+
+@users.command("list")
+@_where
+def users_list(data: Path | None, database: str | None) -> None:
+    """List people, their roles and whether they are active or locked."""
+    _need_service()
+    from likelens.console.users import list_users
+    from likelens.service.run import open_store
+
+    t = Table(title="Console users")
+    for c in ("name", "role", "created", "state"):
+        t.add_column(c)
+    now = time.time()
+    for u in list_users(open_store(data, database)):
+        locked = u["locked_until"] and float(u["locked_until"]) > now
+        state = ("disabled " + _when(u["disabled_at"]) if u["disabled_at"]
+                 else "locked" if locked else "active")
+        t.add_row(str(u["name"]), str(u["role"]), _when(u["created_at"]), state)
+    out.print(t)
+
+
+@users.command("disable")
+@_where
+@click.argument("name")
+def users_disable(data: Path | None, database: str | None, name: str) -> None:
+    """Disable a person and end their sessions at once."""
+    _need_service()
+    from likelens.console.users import disable_user
+    from likelens.service.run import open_store
+
+    if not disable_user(open_store(data, database), name):
+        raise ServiceError(f"no active user {name!r}")
+    err.print(f"disabled {name}")
+
+
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)) if ts else "-"
 
