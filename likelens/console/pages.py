@@ -40,6 +40,14 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def when_any(ts: Any) -> str:
+    """A scan's timestamp (a datetime, or ms since the epoch) in words, UTC."""
+    if isinstance(ts, datetime):
+        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).strftime(
+            "%Y-%m-%d %H:%M:%S")
+    return _when(int(ts)) if isinstance(ts, int | float) else "–"
+
+
 def flagged_over_time(store: ServiceStore) -> dict[str, Any]:
     """Share of engagements flagged per hour of event time."""
     d = T.decisions

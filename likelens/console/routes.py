@@ -177,8 +177,11 @@ def mount(app: FastAPI, service: Any) -> None:
             if ctx["g"]:
                 ctx["timeline"] = pages.figure_json(ctx["g"]["timeline"])
         else:
-            ctx["scan_row"] = service.model.scan_row(c["ref"])
-            ctx["decision"] = store.engagement(c["ref"])
+            row = service.model.scan_row(c["ref"])
+            ctx["scan_row"], ctx["decision"] = row, store.engagement(c["ref"])
+            acct = store.summary("user_id", str(row["user_id"]), limit=30) if row else None
+            ctx["history"] = pages.history(acct["latest"]) if acct else []
+            ctx["like_when"] = pages.when_any(row.get("ts")) if row else "–"
         return render(request, "case.html", s, **ctx)
 
     @r.post("/cases/{case_id}/verdict")
