@@ -604,6 +604,16 @@ def _service_commands() -> None:
 _service_commands()
 
 
+def _remedy_commands() -> None:
+    """rank, certify, credits, audit and bench ranking (likelens/remedies)."""
+    from likelens.remedies.commands import register
+
+    register(cli, bench)
+
+
+_remedy_commands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning LikeLensError into one line and its exit code."""
     try:

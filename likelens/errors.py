@@ -8,6 +8,7 @@
     ├── TooManyBadRows                 more quarantined rows than --max-bad-rows (exit 3)
     ├── ScenarioError                  a simulator scenario that cannot be loaded
     ├── LedgerVerificationError        a proof, signature or stored record does not check out
+    │   └── CertificateError           a certificate that is forged, altered or revoked (exit 4)
     ├── ModelError                     a model directory that is missing, tampered or too new
     ├── SettingError                   a --set name or value no detector takes
     └── ServiceError                   the service cannot start or reach its database or queue
@@ -66,6 +67,10 @@ class LedgerVerificationError(LikeLensError):
                  computed: str | None = None) -> None:
         self.index, self.expected, self.computed = index, expected, computed
         super().__init__(message)
+
+
+class CertificateError(LedgerVerificationError):
+    """A quality certificate that does not verify, or that a revocation list revokes."""
 
 
 class ModelError(LikeLensError):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from likelens import __version__, runtime
 from likelens.detect.base import Group, Signal
@@ -247,6 +248,9 @@ def _engagement_table(e: pa.Table, fusion: Fusion) -> pa.Table:
         "score": pa.array(np.round(fusion.probability, 6)),
         "flagged": pa.array(fusion.flagged),
         "reasons": fusion.reasons,
+        # The share of the video the account watched in its view before the engagement (null
+        # without one): what ranking weighs an authentic like by (likelens rank).
+        "watch_frac": pc.round(pc.min_element_wise(e["watch_frac"], 1.0), 4),
     })
 
 

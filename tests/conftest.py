@@ -28,6 +28,17 @@ def demo_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[sim.SimResult, P
     return result, out
 
 
+@pytest.fixture(scope="session")
+def demo_scan(demo_day, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo day scanned once (no report): the scan directory, with its model."""
+    from likelens import api
+
+    _, sim_dir = demo_day
+    out = tmp_path_factory.mktemp("demo_scan") / "scan"
+    api.scan([sim_dir / "events.parquet"], key=KEY, out=out, report=False)
+    return out
+
+
 def require_program(name: str) -> str:
     """Path of a system program; skip without it, except under CI=true where it must exist."""
     path = shutil.which(name)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from likelens import api, review
+from likelens import review
 from likelens.console import cases, users
 from likelens.ledger.api import verify_bundle
 from likelens.ledger.checkpoint import load_public
@@ -51,15 +51,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
 
 
 @pytest.fixture(scope="module")
-def console(demo_day, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A service with the demo day's model, part of the day decided, two people and a live
+def console(demo_day, demo_scan: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[dict]:
+    """A service with the demo day's model, part of the day decided, three people and a live
     server on loopback."""
     _, sim_dir = demo_day
     root = tmp_path_factory.mktemp("console")
-    api.scan([sim_dir / "events.parquet"], key=KEY, out=root / "scan", report=False)
     data = root / "data"
     settings = Settings(data=data, database=database_url(data, None),
-                        model=str(root / "scan" / "model"))
+                        model=str(demo_scan / "model"))
     service = open_service(settings, key=KEY)
     users.create_user(service.store, "alice", "admin", PASSWORD)
     users.create_user(service.store, "bob", "analyst", PASSWORD)
@@ -91,7 +91,7 @@ def console(demo_day, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
             resp = client.post("/v1/events", content=body,
                                headers={"Content-Type": "application/x-ndjson"})
             assert resp.status_code == 200, resp.text
-    yield {"service": service, "app": app, "base": base, "scan": root / "scan", "data": data}
+    yield {"service": service, "app": app, "base": base, "scan": demo_scan, "data": data}
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -490,3 +490,24 @@ def test_signed_out_browser_is_sent_to_sign_in(console, browser) -> None:
     page.goto("/console/queue")
     assert "/console/login" in page.url
     page.context.close()
+
+
+def test_credits_are_read_through_the_api(console) -> None:
+    from likelens.remedies import credits as C
+
+    store = console["service"].store
+    table, scan = C.read_scan(console["scan"])
+    C.post(store, table, scan)
+    balances = {a.split(":", 1)[1]: b for a, b in C.trial_balance(store).items()
+                if a.startswith("creator:")}
+    creator = max(balances, key=lambda c: abs(balances[c]))
+    analyst, _ = create_key(store, "analyst")
+    ingest, _ = create_key(store, "ingest")
+    with TestClient(console["app"], base_url=console["base"]) as client:
+        r = client.get(f"/v1/credits/{creator}", headers={"Authorization": f"Bearer {analyst}"})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["balance_micro"] == balances[creator] != 0
+        assert body["statement"][-1]["balance"] == balances[creator]
+        assert client.get(f"/v1/credits/{creator}",
+                          headers={"Authorization": f"Bearer {ingest}"}).status_code == 403

@@ -277,6 +277,14 @@ def build(service: Service) -> FastAPI:
     def get_creator(creator_id: str, _: Read) -> dict[str, Any]:
         return summary("creator_id", creator_id, "creator")
 
+    @app.get("/v1/credits/{creator_id}", summary="A creator's credit balance and statement")
+    def get_credits(creator_id: str, _: Read) -> dict[str, Any]:
+        from likelens.remedies import credits as C
+
+        rows = C.statement(service.store, creator_id)
+        return {"creator_id": creator_id, "balance_micro": C.balance(service.store, creator_id),
+                "unit": "micro-credits (1 credit = 1,000,000)", "statement": rows}
+
     @app.get("/v1/groups", summary="Groups and blocks of the loaded model (paginated)")
     def get_groups(_: Read, offset: Annotated[int, Query(ge=0)] = 0,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:

@@ -156,3 +156,31 @@ cases = Table(
     Column("ledger_index", BigInteger),
     UniqueConstraint("kind", "ref", "model_version", name="uq_cases_ref"),
 )
+
+# Creator credits (0003): a double-entry ledger. Every transaction's postings sum to zero;
+# amounts are integer micro-credits. Earnings remember what each engagement earned, so a later
+# clawback takes back exactly that, once.
+credit_transactions = Table(
+    "credit_transactions", metadata,
+    Column("txn_id", String, primary_key=True),  # deterministic: replays collide, not repeat
+    Column("kind", String, nullable=False),  # earn | clawback | penalty
+    Column("creator_id", String, nullable=False, index=True),
+    Column("scan", String, nullable=False),
+    Column("memo", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+credit_postings = Table(
+    "credit_postings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("txn_id", String, nullable=False, index=True),
+    Column("account", String, nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+)
+credit_earnings = Table(
+    "credit_earnings", metadata,
+    Column("event_id", String, primary_key=True),
+    Column("creator_id", String, nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("earn_txn", String, nullable=False),
+    Column("clawback_txn", String),
+)
