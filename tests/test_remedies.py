@@ -310,3 +310,91 @@ def test_credit_ledger_properties(scans, replay) -> None:
             T.credit_earnings.c.clawback_txn.is_not(None)).group_by(
             T.credit_earnings.c.clawback_txn)).all())
     assert {t: -a for t, a in claws.items()} == per_txn
+
+
+# -- brand audit ------------------------------------------------------------------------------
+
+
+def _busiest_creator(scan: Path) -> str:
+    v = pq.read_table(scan / "videos.parquet", columns=["creator_id", "flagged_likes"])
+    by = v.group_by("creator_id").aggregate([("flagged_likes", "sum")]).sort_by(
+        [("flagged_likes_sum", "descending")])
+    return str(by["creator_id"][0].as_py())
+
+
+def test_audit_report_is_signed_and_renders_in_chromium(two_scans, tmp_path: Path) -> None:
+    from likelens.remedies import audit as A
+    from tests.conftest import require_program
+
+    creator = _busiest_creator(two_scans[1])
+    ledger = Ledger(tmp_path / "ledger")
+    data = A.payload(creator, two_scans)
+    last = data["scans"][-1]
+    assert last["found"] and last["flagged_likes"] > 0
+    assert sum(last["bought_by_supply"].values()) == last["flagged_likes"]
+    assert last["groups"], "the demo's market targets its busiest buyer with a group"
+    sig, index = A.sign(ledger, data)
+    page = A.render(data, sig, ledger.pubkey_pem(), index)
+    report = tmp_path / "audit.html"
+    report.write_text(page, encoding="utf-8")
+    assert A.verify(report, ledger.public_key)["creator_id"] == creator
+    # an edited figure in the payload breaks the signature; another key does not verify
+    forged = tmp_path / "forged.html"
+    forged.write_text(page.replace(f'"likes":{last["likes"]}', f'"likes":{last["likes"] + 1}'))
+    with pytest.raises(CertificateError):
+        A.verify(forged, ledger.public_key)
+    with pytest.raises(CertificateError):
+        A.verify(report, Ledger(tmp_path / "other").public_key)
+    record = json.loads(ledger.log.record(index))
+    assert record["type"] == "audit" and record["creator_id"] == creator
+
+    chromium = require_program("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = Path(__file__).resolve().parents[1] / "build" / "test-artifacts" / "remedies"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page_ = browser.new_page(viewport={"width": 1100, "height": 1400})
+        errors: list[str] = []
+        page_.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page_.on("pageerror", lambda e: errors.append(str(e)))
+        page_.goto(report.as_uri())
+        page_.wait_for_selector(".main-svg", timeout=30_000)
+        page_.screenshot(path=str(shots / "audit.png"), full_page=True)
+        text = page_.inner_text("main")
+        browser.close()
+    assert not errors
+    assert f"{last['likes']:,}" in text and "Bought likes by likely supply" in text
+    # and as PDF, printed by Chromium
+    pdf = tmp_path / "audit.pdf"
+    A.write_pdf(report, pdf)
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 20_000
+
+
+def test_audit_from_a_creators_own_export(demo_day, demo_scan: Path, tmp_path: Path) -> None:
+    """A creator hands over their videos' engagement; the fitted model labels it."""
+    _, sim_dir = demo_day
+    creator = _busiest_creator(demo_scan)
+    events = pq.read_table(sim_dir / "events.parquet")
+    mine = events.filter(pc.equal(pc.cast(events["creator_id"], pa.string()), creator))
+    export = tmp_path / "export.csv"
+    import pyarrow.csv as pcsv
+
+    pcsv.write_csv(mine, export)
+    r = subprocess.run([sys.executable, "-m", "likelens.cli", "audit", creator, "--export",
+                        str(export), "--model", str(demo_scan / "model"), "--ledger",
+                        str(tmp_path / "ledger"), "--out", str(tmp_path / "a.html")],
+                       capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "LIKELENS_KEY": KEY.decode()})
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "likelens.cli", "audit", "verify",
+                        str(tmp_path / "a.html"), "--pubkey",
+                        str(tmp_path / "ledger" / "public.pem")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["creator_id"] == creator
+    r = subprocess.run([sys.executable, "-m", "likelens.cli", "audit", "no-such-creator",
+                        "--scan", str(demo_scan), "--ledger", str(tmp_path / "ledger"),
+                        "--out", str(tmp_path / "b.html")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no videos" in r.stderr

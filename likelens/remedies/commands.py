@@ -91,16 +91,17 @@ def bench_ranking(scenarios: str, seed: int, max_users: int, out_md: Path, work:
     click.echo(text)
 
 
-class _CertifyGroup(click.Group):
-    """`likelens certify SCAN_DIR...` issues; `likelens certify verify CERT` checks."""
+class _DefaultGroup(click.Group):
+    """A group whose first command runs when the first argument names no command:
+    `likelens certify SCAN_DIR...` issues, `likelens certify verify CERT` checks."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["issue", *args]
+            args = [next(iter(self.commands)), *args]
         return super().parse_args(ctx, args)
 
 
-@click.group("certify", cls=_CertifyGroup)
+@click.group("certify", cls=_DefaultGroup)
 def certify_cmd() -> None:
     """Quality certificates: issue from scans, verify offline (criteria: docs/remedies.md).
 
@@ -246,7 +247,79 @@ def credits_statement(creator_id: str, data: Path | None, database: str | None,
     Console().print(t)
 
 
+@click.group("audit", cls=_DefaultGroup)
+def audit_cmd() -> None:
+    """Brand audit report for one creator: HTML (and PDF), signed (docs/remedies.md).
+
+    \b
+    Example:
+      likelens audit 12345 --scan scan-mon/ --scan scan-tue/ --ledger ledger/ --out a.html
+      likelens audit 12345 --export their-videos.csv --model scan/model --ledger ledger/ \\
+          --out a.pdf
+      likelens audit verify a.html --pubkey ledger/public.pem
+    """
+
+
+@audit_cmd.command("report")
+@click.argument("creator_id")
+@click.option("--scan", "scans", multiple=True, type=click.Path(path_type=Path),
+              help="Scan directory (repeat, oldest first).")
+@click.option("--export", type=click.Path(path_type=Path), default=None,
+              help="The creator's own export of their videos' engagement (input contract).")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="With --export: a fitted model to apply (else the export is scanned alone).")
+@click.option("--certs", type=click.Path(path_type=Path), default=None,
+              help="Certificate directory of `likelens certify` (shows the creator's status).")
+@click.option("--ledger", "ledger_dir", type=click.Path(path_type=Path), required=True,
+              help="Ledger directory: its key signs the report, its log records it.")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="FILE.html, or FILE.pdf (printed with Chromium; the HTML is kept beside).")
+@click.option("--key-file", type=click.Path(path_type=Path), default=None,
+              help="Pseudonymisation key for --export (default $LIKELENS_KEY).")
+def audit_report(creator_id: str, scans: tuple[Path, ...], export: Path | None,
+                 model: Path | None, certs: Path | None, ledger_dir: Path, out: Path,
+                 key_file: Path | None) -> None:
+    """Write the audit report of CREATOR_ID."""
+    import tempfile
+
+    from likelens.ledger.api import Ledger
+    from likelens.privacy import load_key
+    from likelens.remedies import audit as A
+
+    dirs = list(scans)
+    with tempfile.TemporaryDirectory() as work:
+        if export is not None:
+            dirs.append(A.from_export(export, model, Path(work), load_key(key_file)))
+        if not dirs:
+            raise click.UsageError("give --scan SCAN_DIR (repeatable) or --export FILE")
+        data = A.payload(creator_id, dirs, certs)
+    ledger = Ledger(ledger_dir)
+    signature, index = A.sign(ledger, data)
+    page = A.render(data, signature, ledger.pubkey_pem(), index)
+    html_path = out if out.suffix.lower() != ".pdf" else out.with_suffix(".html")
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(page, encoding="utf-8")
+    if out.suffix.lower() == ".pdf":
+        A.write_pdf(html_path, out)
+    err.print(f"wrote {out} (signed; ledger record {index})")
+
+
+@audit_cmd.command("verify")
+@click.argument("report", type=click.Path(path_type=Path))
+@click.option("--pubkey", type=click.Path(path_type=Path), required=True,
+              help="The ledger's public key (PEM).")
+def audit_verify(report: Path, pubkey: Path) -> None:
+    """Check a report's signature with the public key alone: exit 0 valid, 4 invalid."""
+    import json
+
+    from likelens.ledger.checkpoint import load_public
+    from likelens.remedies.audit import verify
+
+    click.echo(json.dumps({"valid": True, **verify(report, load_public(pubkey))}))
+
+
 def register(cli: click.Group, bench: click.Group) -> None:
+    cli.add_command(audit_cmd)
     cli.add_command(rank_cmd)
     cli.add_command(certify_cmd)
     cli.add_command(credits_cmd)
