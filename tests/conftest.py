@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,4 +52,39 @@ def require_program(name: str) -> str:
     return path
 
 
-__all__ = ["DEMO_KEY", "KEY", "require_program"]
+PG = os.environ.get("LIKELENS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def pg_store() -> Iterator:
+    """A ServiceStore on a fresh PostgreSQL schema, dropped afterwards. Skips when PostgreSQL
+    does not answer, except under CI=true, where it fails."""
+    import sqlalchemy as sa
+
+    from likelens.service.store import ServiceStore, database_url
+
+    try:
+        import psycopg
+
+        with psycopg.connect(PG, connect_timeout=2):
+            pass
+    except Exception:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is required under CI=true but does not answer")
+        pytest.skip("PostgreSQL does not answer")
+    url = database_url(None, PG)
+    schema = f"t_{os.getpid()}_{time.monotonic_ns()}"
+    admin = sa.create_engine(url)
+    with admin.begin() as con:
+        con.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    store = ServiceStore(url + f"?options=-csearch_path%3D{schema}")
+    try:
+        yield store
+    finally:
+        store.close()
+        with admin.begin() as con:
+            con.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+__all__ = ["DEMO_KEY", "KEY", "PG", "pg_store", "require_program"]

@@ -35,7 +35,7 @@ from likelens.service.app import Settings, build
 from likelens.service.auth import create_key
 from likelens.service.run import open_service
 from likelens.service.store import ServiceStore, database_url
-from tests.conftest import KEY, require_program
+from tests.conftest import KEY, pg_store, require_program
 
 uvicorn = pytest.importorskip("uvicorn")
 TestClient = pytest.importorskip("fastapi.testclient").TestClient
@@ -180,26 +180,8 @@ def test_claims_never_collide(tmp_path: Path) -> None:
 
 
 def test_claims_never_collide_on_postgresql() -> None:
-    url = os.environ.get("LIKELENS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        import psycopg
-
-        with psycopg.connect(url, connect_timeout=2):
-            pass
-    except Exception:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is required under CI=true but does not answer")
-        pytest.skip("PostgreSQL does not answer")
-    schema = f"console_{os.getpid()}_{int(time.time())}"
-    with sa.create_engine(database_url(None, url)).begin() as con:
-        con.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        store = ServiceStore(database_url(None, url) + f"?options=-csearch_path%3D{schema}")
+    with pg_store() as store:
         _claim_race(store)
-        store.close()
-    finally:
-        with sa.create_engine(database_url(None, url)).begin() as con:
-            con.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 def _claim_race(store: ServiceStore) -> None:
@@ -511,3 +493,25 @@ def test_credits_are_read_through_the_api(console) -> None:
         assert body["statement"][-1]["balance"] == balances[creator]
         assert client.get(f"/v1/credits/{creator}",
                           headers={"Authorization": f"Bearer {ingest}"}).status_code == 403
+
+
+def test_creator_page_hands_out_the_signed_brand_audit(console, tmp_path: Path) -> None:
+    from likelens.remedies import audit as A
+
+    service = console["service"]
+    v = pq.read_table(console["scan"] / "videos.parquet", columns=["creator_id", "likes"])
+    creator = str(v.sort_by([("likes", "descending")])["creator_id"][0].as_py())
+    with TestClient(console["app"], base_url=console["base"]) as client:
+        _sign_in(client, "bob")
+        page = client.get(f"/console/creators/{creator}")
+        assert page.status_code == 200 and "Download the signed brand audit" in page.text
+        assert client.post(f"/console/audit/{creator}").status_code == 403  # no CSRF token
+        r = client.post(f"/console/audit/{creator}", data={"csrf": _csrf(client)})
+    assert r.status_code == 200
+    assert r.headers["content-disposition"].startswith("attachment")
+    report = tmp_path / "audit.html"
+    report.write_bytes(r.content)
+    assert A.verify(report, service.signing_key.public_key())["creator_id"] == creator
+    index = int(re.search(r"ledger record (\d+)", r.text).group(1))
+    record = json.loads(service.store.ledger.record(index))
+    assert record["type"] == "audit" and record["creator_id"] == creator

@@ -26,7 +26,7 @@ from likelens.remedies.certify import Criteria, certify, evaluate, verify
 from likelens.remedies.rank import rank, read_scan
 from likelens.remedies.rankbench import kendall_tau_b, ndcg_at
 from likelens.service.store import ServiceStore
-from tests.conftest import KEY
+from tests.conftest import KEY, pg_store
 
 # -- ranking ----------------------------------------------------------------------------------
 
@@ -260,6 +260,17 @@ def test_earn_then_claw_back_exactly_what_was_earned_and_penalties_escalate() ->
     kinds = [r["kind"] for r in C.statement(store, "c1")]
     assert kinds == ["earn", "clawback", "penalty", "penalty"]
     assert not C.unbalanced(store) and sum(C.trial_balance(store).values()) == 0
+
+
+def test_credits_on_postgresql() -> None:
+    with pg_store() as store:
+        n = 15
+        C.post(store, _table(range(n), ["c1"] * n, ["like"] * n, [0.0] * n, [False] * n), "a")
+        C.post(store, _table(range(n), ["c1"] * n, ["like"] * n, [1.0] * n, [True] * n), "b")
+        assert C.post(store, _table(range(n), ["c1"] * n, ["like"] * n, [1.0] * n,
+                                    [True] * n), "b").transactions == 0
+        assert C.balance(store, "c1") == -C.PENALTY_BASE
+        assert not C.unbalanced(store) and sum(C.trial_balance(store).values()) == 0
 
 
 scan_strategy = st.lists(

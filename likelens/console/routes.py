@@ -243,6 +243,27 @@ def mount(app: FastAPI, service: Any) -> None:
     def creator(request: Request, creator_id: str) -> Response:
         return entity(request, "creator_id", creator_id, "creator")
 
+    @r.post("/audit/{creator_id:path}")
+    async def audit(request: Request, creator_id: str) -> Response:
+        """The signed brand audit report of a creator, from the loaded model's scan, as a
+        download (its payload's hash goes to the service's evidence ledger)."""
+        from likelens.remedies import audit as A
+
+        s = session(request)
+        await form(request, s)
+        scan_dir = Path(service.model.path).parent
+        try:
+            data = A.payload(creator_id, [scan_dir])
+        except InputError as exc:
+            raise HTTPException(409, str(exc)) from None
+        with store.transaction():
+            signature, index = A.sign_with(service.signing_key, store.ledger, data)
+        page = A.render(data, signature, public_pem(service.signing_key), index)
+        name = "".join(ch if ch.isalnum() else "_" for ch in creator_id)[:60]
+        return Response(page, media_type="text/html", headers={
+            "Content-Disposition": f'attachment; filename="audit-{name}.html"',
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+
     @r.get("/engagements/{event_id:path}")
     def engagement(request: Request, event_id: str) -> Response:
         s = session(request)

@@ -33,12 +33,15 @@ import duckdb
 import plotly.graph_objects as go
 import plotly.io as pio
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from likelens.errors import CertificateError, InputError
 from likelens.ledger.api import Ledger, file_digest
-from likelens.ledger.log import canonical
+from likelens.ledger.log import EvidenceLog, canonical
 
 FORMAT = "likelens-audit"
 AUTOMATION = ("shared_device", "farm_network", "no_view_before", "regular_cadence",
@@ -171,10 +174,16 @@ def payload(creator: str, scan_dirs: list[Path], certs: Path | None = None,
 
 def sign(ledger: Ledger, data: dict[str, Any]) -> tuple[str, int]:
     """The payload's signature (base64) and the ledger index of its record."""
+    return sign_with(ledger.key, ledger.log, data)
+
+
+def sign_with(key: Ed25519PrivateKey, log: EvidenceLog, data: dict[str, Any]
+              ) -> tuple[str, int]:
+    """``sign`` with any key and evidence log (the service's, from the console)."""
     body = canonical(data)
-    sig = base64.b64encode(ledger.key.sign(body)).decode()
-    span = ledger.log.append([{"type": "audit", "creator_id": data["creator_id"],
-                               "sha256": hashlib.sha256(body).hexdigest()}])
+    sig = base64.b64encode(key.sign(body)).decode()
+    span = log.append([{"type": "audit", "creator_id": data["creator_id"],
+                        "sha256": hashlib.sha256(body).hexdigest()}])
     return sig, span.start
 
 
