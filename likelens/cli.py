@@ -238,6 +238,13 @@ def eval_(truth: Path, scan_dir: Path, action: str) -> None:
             {c: {"flagged": f, "total": n} for c, (f, n) in causes.items()}, indent=2))
 
 
+def publish(out_md: Path, text: str) -> None:
+    """A benchmark's markdown: written to its report file and printed."""
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(text + "\n", encoding="utf-8")
+    click.echo(text)
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks that print their figures (quality here; speed lives in bench/perf.py)."""
@@ -281,10 +288,7 @@ def bench_quality(scenarios: str | None, seed: int, max_users: int, out_md: Path
               f"--max-users {max_users}` (likelens {__version__}, Python "
               f"{platform.python_version()}). Metrics over likes; organic FPR is the share of "
               "organic likes flagged; est. FPR is the fusion's label-free estimate.")
-    text = markdown(results, header)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(text + "\n", encoding="utf-8")
-    click.echo(text)
+    publish(out_md, markdown(results, header))
 
 
 @bench.command("robustness")
@@ -328,10 +332,7 @@ def bench_robustness(worlds: int, first_seed: int, users: int, out_md: Path,
               "organic crowds, platform shape and market (likelens/sim/zoo.py); metrics over "
               "likes; organic FPR is the share of organic likes flagged; est. FPR is the "
               "scan's label-free estimate (summary.json).")
-    text = markdown(results, header)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(text + "\n", encoding="utf-8")
-    click.echo(text)
+    publish(out_md, markdown(results, header))
 
 
 @cli.group()

@@ -74,6 +74,7 @@ def bench_ranking(scenarios: str, seed: int, max_users: int, out_md: Path, work:
     Example:
       likelens bench ranking --scenarios baseline,adaptive
     """
+    from likelens.cli import publish
     from likelens.remedies.rankbench import markdown, run
 
     with err.status("bench ranking") as status:
@@ -85,10 +86,7 @@ def bench_ranking(scenarios: str, seed: int, max_users: int, out_md: Path, work:
               "simulator's latent video quality, which no ranking sees (likelens/remedies/"
               "rankbench.py). Honest small creators: the half of creators with the fewest views "
               "who bought nothing; their best videos are their top decile of quality.")
-    text = markdown(results, header)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(text + "\n", encoding="utf-8")
-    click.echo(text)
+    publish(out_md, markdown(results, header))
 
 
 class _DefaultGroup(click.Group):

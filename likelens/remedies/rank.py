@@ -137,10 +137,6 @@ def rank(engagements: pa.Table, videos: pa.Table) -> pa.Table:
 
 def write(table: pa.Table, out: Path) -> None:
     """Parquet, or CSV when the name ends in .csv."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        import pyarrow.csv as pcsv
+    from likelens.review import write_table
 
-        pcsv.write_csv(table, out)
-    else:
-        pq.write_table(table, out)
+    write_table(table, out)
