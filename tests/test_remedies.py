@@ -259,6 +259,9 @@ def test_earn_then_claw_back_exactly_what_was_earned_and_penalties_escalate() ->
     assert got.clawed == 0 and got.penalties == 2 * C.PENALTY_BASE
     kinds = [r["kind"] for r in C.statement(store, "c1")]
     assert kinds == ["earn", "clawback", "penalty", "penalty"]
+    # a scan of an overlapping window sees the same bought likes again: no new penalty
+    got = C.post(store, pa.concat_tables([later, more]), "scan-d")
+    assert got.penalties == 0 and got.clawed == 0
     assert not C.unbalanced(store) and sum(C.trial_balance(store).values()) == 0
 
 

@@ -14,8 +14,9 @@ Amounts are integer micro-credits: sums are exact.
 - **Claw back.** When a later scan flags an engagement that earned, exactly what it earned is
   taken back, once.
 - **Penalise.** A scan that finds at least ``PURCHASE_MIN_FLAGGED`` flagged likes on a creator's
-  videos is a purchase; the creator's k-th purchase costs ``PENALTY_BASE`` × 2^(k-1) credits
-  (at most ``PENALTY_CAP``), each posted as its own transaction.
+  videos that no earlier penalty counted is a purchase; the creator's k-th purchase costs
+  ``PENALTY_BASE`` × 2^(k-1) credits (at most ``PENALTY_CAP``), each posted as its own
+  transaction. Scans of overlapping windows do not penalise the same likes twice.
 
 Transaction ids are derived from the scan's digest and the creator, so posting the same scan
 twice changes nothing.
@@ -114,15 +115,15 @@ def post(store: ServiceStore, engagements: pa.Table, scan: str,
         new_rows: list[dict[str, Any]] = []
         by_creator: dict[str, int] = defaultdict(int)
         claw: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        flagged_likes: dict[str, int] = defaultdict(int)
+        flagged_likes: dict[str, list[str]] = defaultdict(list)
         seen: set[str] = set()
         for i, eid in enumerate(ids):
             c = creators[i]
-            if flagged[i] and action[i] == "like":
-                flagged_likes[c] += 1
             if eid in seen:
                 continue
             seen.add(eid)
+            if flagged[i] and action[i] == "like":
+                flagged_likes[c].append(eid)
             k = known.get(eid)
             if k is None:
                 if earn[i] > 0:
@@ -151,9 +152,15 @@ def post(store: ServiceStore, engagements: pa.Table, scan: str,
             add("clawback", c, amount, f"{len(items)} engagements found bought",
                 creator_account(c), ISSUED)
             out.clawed += amount
-        for c, n in sorted(flagged_likes.items()):
+        counted = _purchased(con, [e for ids_ in flagged_likes.values() for e in ids_])
+        purchases: list[dict[str, Any]] = []
+        for c, eids in sorted(flagged_likes.items()):
+            fresh = [e for e in eids if e not in counted]
+            n = len(fresh)
             if n < PURCHASE_MIN_FLAGGED:
                 continue
+            purchases += [{"event_id": e, "creator_id": c,
+                           "penalty_txn": _txn("penalty", scan, c)} for e in fresh]
             k = 1 + int(con.execute(sa.select(sa.func.count()).select_from(
                 T.credit_transactions).where(T.credit_transactions.c.creator_id == c,
                                              T.credit_transactions.c.kind == "penalty"))
@@ -163,6 +170,7 @@ def post(store: ServiceStore, engagements: pa.Table, scan: str,
                 creator_account(c), PENALTIES)
             out.penalties += amount
         insert_rows(con, T.credit_earnings, new_rows)
+        insert_rows(con, T.credit_purchases, purchases)
         for c, items in claw.items():
             tid = _txn("clawback", scan, c)
             for s in range(0, len(items), CHUNK):
@@ -180,6 +188,16 @@ def post(store: ServiceStore, engagements: pa.Table, scan: str,
 
 def _txn(kind: str, scan: str, creator: str) -> str:
     return f"{kind}:{scan}:{creator}"
+
+
+def _purchased(con: sa.Connection, ids: Sequence[str]) -> set[str]:
+    """The flagged likes among ``ids`` that an earlier penalty already counted."""
+    out: set[str] = set()
+    cp = T.credit_purchases
+    for s in range(0, len(ids), CHUNK):
+        out.update(r[0] for r in con.execute(sa.select(cp.c.event_id).where(
+            cp.c.event_id.in_(list(ids[s:s + CHUNK])))))
+    return out
 
 
 def _earnings(con: sa.Connection, ids: Sequence[str]) -> dict[str, tuple[str, str | None, int]]:

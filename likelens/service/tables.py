@@ -176,6 +176,14 @@ credit_postings = Table(
     Column("account", String, nullable=False, index=True),
     Column("amount", BigInteger, nullable=False),
 )
+# Flagged likes already counted towards a purchase penalty: a later scan that sees them again
+# (overlapping windows) does not penalise the same purchase twice.
+credit_purchases = Table(
+    "credit_purchases", metadata,
+    Column("event_id", String, primary_key=True),
+    Column("creator_id", String, nullable=False, index=True),
+    Column("penalty_txn", String, nullable=False),
+)
 credit_earnings = Table(
     "credit_earnings", metadata,
     Column("event_id", String, primary_key=True),

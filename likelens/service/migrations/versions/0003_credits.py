@@ -1,4 +1,5 @@
-"""Creator credits: a double-entry ledger (transactions, postings) and per-engagement earnings.
+"""Creator credits: a double-entry ledger (transactions, postings), per-engagement earnings, and
+the flagged likes already penalised.
 
 Revision ID: 0003
 Revises: 0002
@@ -32,6 +33,11 @@ def upgrade() -> None:
         sa.Column("account", sa.String, nullable=False, index=True),
         sa.Column("amount", sa.BigInteger, nullable=False))
     op.create_table(
+        "credit_purchases",
+        sa.Column("event_id", sa.String, primary_key=True),
+        sa.Column("creator_id", sa.String, nullable=False, index=True),
+        sa.Column("penalty_txn", sa.String, nullable=False))
+    op.create_table(
         "credit_earnings",
         sa.Column("event_id", sa.String, primary_key=True),
         sa.Column("creator_id", sa.String, nullable=False, index=True),
@@ -42,5 +48,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("credit_earnings")
+    op.drop_table("credit_purchases")
     op.drop_table("credit_postings")
     op.drop_table("credit_transactions")
