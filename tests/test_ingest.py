@@ -237,3 +237,49 @@ def test_ip_pseudonyms_match_the_reference(texts) -> None:
     got = pseudonymise_ip(pa.chunked_array([pa.array(texts, pa.string())]), key)
     rows = list(zip(*(c.to_pylist() for c in got), strict=True))
     assert rows == [_reference_ip_hashes(t, key) for t in texts]
+
+
+@pytest.mark.parametrize("ids", ["opaque", "digits", "mixed"])
+def test_text_ids_take_the_fast_path_with_the_sql_paths_result(tmp_path: Path, key: bytes,
+                                                               monkeypatch, ids: str) -> None:
+    """String id columns no longer force the SQL path; both give the same tables."""
+    import pyarrow.compute as pc
+
+    import likelens.ingest as ing
+    from likelens import sim
+
+    result = sim.simulate(sim.load_scenario("zoo", users=2500), 5)
+    events = result.events.slice(0, 20_000)
+    for c in ("user_id", "video_id", "creator_id"):
+        col = pc.cast(events[c], pa.string())
+        if ids == "opaque":
+            col = pc.binary_join_element_wise("u_", col, "")
+        elif ids == "mixed":  # padding, an empty id (null after trimming), digits elsewhere
+            vals = col.to_pylist()
+            vals[3] = f"  {vals[3]} " if vals[3] is not None else None
+            vals[7] = "   " if c == "creator_id" else vals[7]
+            col = pa.array(vals, pa.string())
+        events = events.set_column(events.schema.get_field_index(c), c, col)
+    events = events.set_column(0, "event_id", pc.cast(events["event_id"], pa.string()))
+    path = tmp_path / "e.parquet"
+    pq.write_table(events, path)
+    real = ing.typed_fast_path
+    taken: list[bool] = []
+    monkeypatch.setattr(ing, "typed_fast_path",
+                        lambda t: taken.append(real(t) is not None) or real(t))
+    fast = ingest([path], key=key)
+    assert taken == [True], "text ids took the fast path"
+    calls = []
+    monkeypatch.setattr(ing, "typed_fast_path", lambda t: calls.append(1) or None)
+    slow = ingest([path], key=key)
+    assert calls, "the SQL path ran"
+
+    def plain(t: pa.Table) -> pa.Table:  # the fast path keeps text dictionary-encoded
+        return pa.table({c: pc.cast(t[c], t[c].type.value_type)
+                         if pa.types.is_dictionary(t[c].type) else t[c]
+                         for c in t.column_names})
+
+    assert plain(fast.events).equals(plain(slow.events))
+    assert fast.quarantine.equals(slow.quarantine)
+    want = pa.string() if ids == "opaque" else pa.int64()
+    assert fast.events["user_id"].type == want
