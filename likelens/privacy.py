@@ -109,11 +109,13 @@ def _distinct(column: pa.ChunkedArray) -> tuple[pa.Array, Spread]:
 
 
 def _few_distinct(column: pa.ChunkedArray) -> bool:
-    """Whether a dictionary column's chunks share few values: then unifying their dictionaries
-    is cheap. Unifying millions of distinct addresses over many chunks costs minutes (measured:
-    245 s for 8M addresses in 144 chunks) where decoding and encoding once costs seconds."""
+    """Whether unifying a dictionary column's chunk dictionaries is the cheap way to its
+    distinct values. It is while the dictionaries hold fewer entries than the column has rows
+    (a platform day's addresses: 7.4M entries for 19.8M rows, 1.6 s); past that (mobile
+    traffic whose every row group holds its own millions of addresses: 68M entries for 18.8M
+    rows) decoding and encoding the column once is several times cheaper."""
     total = sum(len(ch.dictionary) for ch in column.chunks)
-    return column.num_chunks <= 1 or total <= max(len(column) // 20, 1 << 16)
+    return column.num_chunks <= 1 or total <= len(column)
 
 
 _V4 = r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
