@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,10 +255,3 @@ def unbalanced(store: ServiceStore) -> list[str]:
 
 def as_credits(micro: int) -> str:
     return f"{micro / MICRO:,.2f}"
-
-
-def totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for r in rows:
-        out[str(r["kind"])] += int(r["amount"])
-    return dict(out)
