@@ -59,6 +59,17 @@ def simulate(events: int) -> Path:
     return out
 
 
+def simulate_world(seed: int, users: int) -> Path:
+    """Zoo world ``seed`` (likelens/sim/zoo.py draws its platform and market) at ``users``
+    users, cached; about 94 events per user, so 200,000 users give ~19M events."""
+    out = WORK / f"zoo-{seed}-{users}"
+    if not (out / "events.parquet").exists():
+        subprocess.run([sys.executable, "-m", "likelens.cli", "simulate", "--scenario", "zoo",
+                        "--users", str(users), "--seed", str(seed), "--out", str(out)],
+                       check=True)
+    return out
+
+
 def scan_input(sim_dir: Path) -> Path:
     return sim_dir / "events" if (sim_dir / "events").is_dir() else sim_dir / "events.parquet"
 
@@ -169,6 +180,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="Runs per size; the median is kept.")
     ap.add_argument("--repeat-up-to", type=float, default=3e7,
                     help="Sizes above this many events run once (a 100M scan takes minutes).")
+    ap.add_argument("--worlds", type=int, default=0,
+                    help="Also scan this many zoo worlds (logs the detectors were not tuned on) "
+                         "and compare each with the platform day nearest 20M events.")
+    ap.add_argument("--first-world-seed", type=int, default=1000)
+    ap.add_argument("--world-users", type=int, default=200_000)
     ap.add_argument("--fraudar", action="store_true")
     ap.add_argument("--fraudar-events", type=float, default=None,
                     help="Size whose graph FRAUDAR runs on (default: the smallest).")
@@ -182,36 +198,52 @@ def main() -> None:
         return
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []
-    for size in [int(float(x)) for x in args.events.split(",")]:
-        sim_dir = simulate(size)
+    logs = [("platform-day", simulate(int(float(x))), int(float(x)))
+            for x in args.events.split(",")]
+    logs += [(f"zoo {seed}", simulate_world(seed, args.world_users), int(2e7))
+             for seed in range(args.first_world_seed, args.first_world_seed + args.worlds)]
+    for name, sim_dir, size in logs:
         runs = [scan(sim_dir, args.threads)
                 for _ in range(args.repeat if size <= args.repeat_up_to else 1)]
         r = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]  # the median run
         r["runs"] = [round(x["wall_s"], 1) for x in runs]
         r["eps"] = r["events"] / r["wall_s"]
+        r["log"] = name
         rows.append(r)
         print(f"{r['events']:>12,} events  {r['wall_s']:8.1f} s (runs {r['runs']})  "
               f"{r['eps']:>12,.0f} events/s  "
               f"peak RSS {r['peak_rss_gib']:.2f} GiB", flush=True)
         print("   " + "  ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()), flush=True)
+    worlds = (f" --worlds {args.worlds} --first-world-seed {args.first_world_seed} "
+              f"--world-users {args.world_users}" if args.worlds else "")
     lines = ["# Scan speed", "",
-             f"`python bench/perf.py --events {args.events}` on {os.cpu_count()} cores, "
-             f"Python {platform.python_version()}; platform-day scenario, Parquet input, "
+             f"`python bench/perf.py --events {args.events}{worlds}` on {os.cpu_count()} cores, "
+             f"Python {platform.python_version()}; platform-day scenario (and zoo worlds), "
+             "Parquet input, "
              "`likelens scan --no-report`, input in the page cache. Peak RSS is the scan "
              "process's. Detectors run two at a time, so their own times (detect.*) "
              "overlap; `detect` is the stage's wall time.", "",
-             "| events | runs (s) | median wall s | events/s | peak RSS GiB | " +
+             "| log | events | runs (s) | median wall s | events/s | peak RSS GiB | " +
              " | ".join(rows[0]["stages"]) + " |",
-             "|---" * (5 + len(rows[0]["stages"])) + "|"]
+             "|---" * (6 + len(rows[0]["stages"])) + "|"]
     for r in rows:
-        lines.append(f"| {r['events']:,} | {', '.join(map(str, r['runs']))} | "
+        lines.append(f"| {r['log']} | {r['events']:,} | {', '.join(map(str, r['runs']))} | "
                      f"{r['wall_s']:.1f} | {r['eps']:,.0f} | "
                      f"{r['peak_rss_gib']:.2f} | " +
                      " | ".join(f"{r['stages'].get(k, 0):.1f}" for k in rows[0]["stages"]) + " |")
-    if len(rows) >= 2:
-        lines += ["", f"Growth: time at {rows[-1]['events']:,} / time at {rows[0]['events']:,} = "
-                  f"{rows[-1]['wall_s'] / rows[0]['wall_s']:.1f} for "
-                  f"{rows[-1]['events'] / rows[0]['events']:.1f}× the events."]
+    days = [r for r in rows if r["log"] == "platform-day"]
+    if len(days) >= 2:
+        lines += ["", f"Growth: time at {days[-1]['events']:,} / time at {days[0]['events']:,} = "
+                  f"{days[-1]['wall_s'] / days[0]['wall_s']:.1f} for "
+                  f"{days[-1]['events'] / days[0]['events']:.1f}× the events."]
+    zoo = [r for r in rows if r["log"] != "platform-day"]
+    if zoo and days:
+        ref = min(days, key=lambda r: abs(r["events"] - 2e7))
+        lines += ["", f"Against the platform day of {ref['events']:,} events "
+                  f"({ref['eps']:,.0f} events/s; target: every world at least 0.8×):", "",
+                  "| world | events/s | ratio | peak RSS GiB |", "|---|---|---|---|"]
+        lines += [f"| {r['log']} | {r['eps']:,.0f} | {r['eps'] / ref['eps']:.2f} | "
+                  f"{r['peak_rss_gib']:.2f} |" for r in zoo]
     if args.fraudar:
         size = args.fraudar_events or float(args.events.split(",")[0])
         f = fraudar(simulate(int(size)))
