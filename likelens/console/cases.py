@@ -189,12 +189,10 @@ def sample_verdicts(store: ServiceStore, version: str) -> pa.Table:
 
 def estimates(store: ServiceStore, likes: pa.Table | None, version: str) -> dict[str, Any] | None:
     """Precision, organic FPR and recall with 95 % intervals from the sample's verdicts, or
-    None before any verdict."""
+    None before any verdict. ``likes`` has its event ids as text (``LoadedModel.likes``)."""
     if likes is None or likes.num_rows == 0:
         return None
     verdicts = sample_verdicts(store, version)
     if verdicts.num_rows == 0:
         return None
-    ids = pa.array([str(x) for x in likes["event_id"].to_pylist()], pa.string())
-    likes = likes.set_column(likes.schema.get_field_index("event_id"), "event_id", ids)
     return review.estimate(likes, verdicts)

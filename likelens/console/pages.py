@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from likelens.report.embed import script_json
 from likelens.schema import REASONS
 from likelens.service import tables as T
 from likelens.service.groups import Group
@@ -24,9 +25,8 @@ MATRIX_SIDE = 30
 
 
 def figure_json(fig: dict[str, Any]) -> str:
-    """A figure as JSON safe inside <script type="application/json">: no "</" can close it."""
-    return json.dumps(fig, separators=(",", ":")).replace("<", "\\u003c").replace(
-        ">", "\\u003e").replace("&", "\\u0026")
+    """A figure as JSON data for the page (see ``report.embed.script_json``)."""
+    return script_json(fig)
 
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:

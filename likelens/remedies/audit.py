@@ -42,6 +42,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from likelens.errors import CertificateError, InputError
 from likelens.ledger.api import Ledger, file_digest
 from likelens.ledger.log import EvidenceLog, canonical
+from likelens.report.embed import script_json
 
 FORMAT = "likelens-audit"
 AUTOMATION = ("shared_device", "farm_network", "no_view_before", "regular_cadence",
@@ -207,14 +208,10 @@ def render(data: dict[str, Any], signature: str, public_pem: str, ledger_index: 
                       autoescape=select_autoescape(["html"]))
     env.filters["pct"] = lambda ppm: "–" if ppm is None else f"{ppm / 1e4:.1f} %"
     last = next(s for s in reversed(data["scans"]) if s["found"])
-    payload_json = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return env.get_template("audit.html").render(
         d=data, last=last, kinds=KINDS, trend=_trend_figure(data), signature=signature,
         public_pem=public_pem, ledger_index=ledger_index, payload_id=PAYLOAD_ID,
-        signature_id=SIGNATURE_ID,
-        # inside <script type="application/json">: nothing may close the element
-        payload_json=payload_json.replace("<", "\\u003c").replace(">", "\\u003e").replace(
-            "&", "\\u0026"))
+        signature_id=SIGNATURE_ID, payload_json=script_json(data, sort_keys=True))
 
 
 def write_pdf(html_path: Path, pdf_path: Path) -> None:

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from likelens import __version__
+from likelens.service.commands import _need_service, _where
 
 if TYPE_CHECKING:
     from likelens.service.store import ServiceStore
@@ -165,17 +166,10 @@ def certify_verify(cert: Path, pubkey: Path, revoked: Path | None) -> None:
 
 
 def _store(data: Path | None, database: str | None) -> ServiceStore:
-    from likelens.service.commands import _need_service
     from likelens.service.run import open_store
 
     _need_service()
     return open_store(data, database)
-
-
-def _where(f: click.decorators.FC) -> click.decorators.FC:
-    from likelens.service.commands import _where as where
-
-    return where(f)
 
 
 @click.group("credits")

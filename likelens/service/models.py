@@ -50,18 +50,25 @@ class LoadedModel:
         return self._of_user.get(user_id, [])
 
     def likes(self) -> pa.Table | None:
-        """The scan's likes (event_id, score, flagged): the population of audit samples."""
-        e = self.scan_engagements
-        if e is None or "action" not in e.schema.names:
-            return None
-        return e.filter(pc.equal(e["action"], "like")).select(["event_id", "score", "flagged"])
+        """The scan's likes (event_id as text, score, flagged): the population of audit
+        samples, and what the reviewers' estimates weigh. Built once per model."""
+        if not hasattr(self, "_likes"):
+            e = self.scan_engagements
+            self._likes = None
+            if e is not None and "action" in e.schema.names:
+                likes = e.filter(pc.equal(e["action"], "like"))
+                self._likes = pa.table({"event_id": pc.cast(likes["event_id"], pa.string()),
+                                        "score": likes["score"], "flagged": likes["flagged"]})
+        return self._likes
 
     def scan_row(self, event_id: str) -> dict[str, Any] | None:
         """The scan's verdict on one engagement, by event id."""
         e = self.scan_engagements
         if e is None:
             return None
-        hit = e.filter(pc.equal(pc.cast(e["event_id"], pa.string()), event_id))
+        if not hasattr(self, "_scan_ids"):  # the ids as text, once per model
+            self._scan_ids = pc.cast(e["event_id"], pa.string())
+        hit = e.filter(pc.equal(self._scan_ids, event_id))
         return hit.slice(0, 1).to_pylist()[0] if hit.num_rows else None
 
 
