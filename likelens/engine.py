@@ -15,6 +15,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from likelens.meetings import meetings
+
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection for one scan: no progress bar on the terminal, and
@@ -46,10 +48,11 @@ class Engine(Protocol):
 
 class DuckDBEngine:
     """``Engine`` on a DuckDB connection where the engagement table is registered as ``eng``
-    (each detector worker has its own cursor)."""
+    (each detector worker has its own cursor); the window kernels read the same table as
+    arrays."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, n_engagements: int) -> None:
-        self.con, self.n = con, n_engagements
+    def __init__(self, con: duckdb.DuckDBPyConnection, engagements: pa.Table) -> None:
+        self.con, self.eng, self.n = con, engagements, engagements.num_rows
 
     def account_habits(self, low_watch_frac: float, min_cadence_events: int) -> pa.Table:
         """Per engagement (in ``rid`` order), its account's habits: the shares of its
@@ -126,19 +129,6 @@ class DuckDBEngine:
     def group_meetings(self, group_of: np.ndarray, window_ms: int) -> np.ndarray:
         """Per engagement: how many other accounts of its group (``group_of`` by account
         code, -1 none) engaged its target within ``window_ms`` of it."""
-        self.con.register("engine_acc_group", pa.table({
-            "acc": np.arange(len(group_of), dtype=np.int32), "g": group_of}))
-        try:
-            met = self.con.sql(f"""
-                WITH l AS (SELECT e.pos, e.acc, e.target, e.ts, g.g FROM eng e
-                           JOIN engine_acc_group g USING (acc) WHERE g.g >= 0)
-                SELECT x.pos, count(DISTINCT y.acc) AS met FROM l x JOIN l y
-                  ON x.target = y.target AND x.g = y.g AND x.acc <> y.acc
-                 AND abs(x.ts - y.ts) <= {int(window_ms)}
-                GROUP BY x.pos
-            """).to_arrow_table()
-        finally:
-            self.con.unregister("engine_acc_group")
-        out = np.zeros(self.n)
-        out[met["pos"].to_numpy()] = met["met"].to_numpy()
-        return out
+        acc = self.eng["acc"].to_numpy().astype(np.int64)
+        return meetings(self.eng["target"].to_numpy(), group_of[acc],
+                        self.eng["ts"].to_numpy(), acc, window_ms).astype(float)

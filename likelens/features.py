@@ -51,7 +51,7 @@ class Features:
     @property
     def engine(self) -> Engine:
         """The aggregates and joins detectors ask for (``engine.Engine``), on this connection."""
-        return DuckDBEngine(self.con, self.engagements.num_rows)
+        return DuckDBEngine(self.con, self.engagements)
 
     @property
     def account_codes(self) -> np.ndarray:
