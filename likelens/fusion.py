@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from likelens.schema import ACTIONS
+
 # Bins of the share of a pile its organic explanation leaves over (also the caps of
 # ``_sole_evidence_cap``).
 EXCESS_EDGES = (0.5, 0.8, 0.95)
@@ -226,15 +228,24 @@ class _View:
 def _action_codes(action: np.ndarray | pa.Array | pa.ChunkedArray,
                   known: Sequence[str] | None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Action codes by Arrow's hash encoding (np.unique would sort millions of strings): the
-    log's own dictionary when fitting, the model's (unknown actions: -1) when applying."""
+    log's actions in the contract's order when fitting, the model's (unknown actions: -1)
+    when applying.
+
+    The order must not come from the log's dictionary: a Parquet file's dictionary order and
+    a CSV's order of first appearance differ, and a Parquet dictionary lists actions no
+    engagement holds (``view``): the fit (its bins, its pattern order, so the sums of EM)
+    would then depend on the file format the same log came in."""
     encoded = pc.dictionary_encode(pa.array(action) if isinstance(action, np.ndarray)
                                    else action)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     words = tuple(encoded.dictionary.to_pylist())
-    if known is None:
-        return codes, words
+    if known is None:  # the actions the rows hold (a dictionary may list unused ones)
+        used = np.bincount(codes[codes >= 0], minlength=len(words)) > 0
+        known = sorted((w for w, u in zip(words, used, strict=True) if u),
+                       key=lambda w: (ACTIONS.index(w) if w in ACTIONS else len(ACTIONS),
+                                      str(w)))
     lookup = np.array([known.index(w) if w in known else -1 for w in words] or [0],
                       dtype=np.int64)
     return lookup[codes], tuple(known)
