@@ -283,3 +283,18 @@ def test_text_ids_take_the_fast_path_with_the_sql_paths_result(tmp_path: Path, k
     assert fast.quarantine.equals(slow.quarantine)
     want = pa.string() if ids == "opaque" else pa.int64()
     assert fast.events["user_id"].type == want
+
+
+def test_a_directory_mixing_parquet_and_csv_reads_as_one_log(tmp_path: Path, key: bytes) -> None:
+    """Parquet hands over text as dictionaries, CSV as plain text: the files still concatenate
+    (a platform that moved its export from CSV to Parquet mid-day)."""
+    d = tmp_path / "mixed"
+    d.mkdir()
+    pq.write_table(pa.table({"ts": [1, 2], "user_id": [1, 2], "action": ["view", "like"],
+                             "video_id": [5, 5], "ip": ["1.2.3.4", "1.2.3.5"],
+                             "region": ["PL", "PL"]}), d / "a.parquet")
+    write(d / "b.csv", "ts,user_id,action,video_id,ip,region\n3,3,like,5,1.2.3.6,DE\n")
+    r = ingest([d], key=key)
+    assert r.events["action"].to_pylist() == ["view", "like", "like"]
+    assert r.events["region"].to_pylist() == ["PL", "PL", "DE"]
+    assert r.events["ip_hash"].null_count == 0

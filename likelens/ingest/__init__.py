@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from likelens.engine import connect
 from likelens.errors import InputError, SchemaError
 from likelens.ingest.coerce import coerce_sql, int_like_ids
-from likelens.ingest.dictionaries import shared_dictionaries, unify_ids
+from likelens.ingest.dictionaries import shared_dictionaries, unify_ids, unify_text
 from likelens.ingest.fastpath import typed_fast_path
 from likelens.ingest.readers import READERS, SUFFIXES, RawFile, discover, redact
 from likelens.privacy import pseudonymise_ip, pseudonymise_text
@@ -219,7 +219,7 @@ def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = Non
         sources.append(str(path))
         quarantined += [malformed, bad]
         offset += n_rows
-    goods = unify_ids(goods)
+    goods = unify_text(unify_ids(goods))
     events = pa.concat_tables(goods, promote_options="permissive")
     dup = _duplicates(con, events)
     con.close()

@@ -55,3 +55,20 @@ def unify_ids(tables: list[pa.Table]) -> list[pa.Table]:
             if c in t.column_names:
                 out[i] = t.set_column(t.column_names.index(c), c, pc.cast(t[c], pa.string()))
     return out
+
+
+def unify_text(tables: list[pa.Table]) -> list[pa.Table]:
+    """Make every text column one type across files: a Parquet file's dictionary columns and
+    a CSV's plain text (a directory that mixes formats) become dictionaries throughout."""
+    out = list(tables)
+    if not out:
+        return out
+    for c in out[0].column_names:
+        types = {t.schema.field(c).type for t in out if c in t.column_names}
+        if len(types) <= 1 or not any(pa.types.is_dictionary(t) for t in types):
+            continue
+        for i, t in enumerate(out):
+            if c in t.column_names and not pa.types.is_dictionary(t.schema.field(c).type):
+                encoded = pc.dictionary_encode(pc.cast(t[c], pa.string()))
+                out[i] = t.set_column(t.column_names.index(c), c, encoded)
+    return out
