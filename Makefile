@@ -11,7 +11,7 @@ DEMO := demo-out
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,service]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,service,spark]"
 	$(BIN)/python -m likelens.warm
 	touch $(STAMP)
 

@@ -32,6 +32,7 @@ from likelens.errors import InputError, SettingError, TooManyBadRows
 from likelens.ingest import IngestResult
 from likelens.model import Model
 from likelens.scan import ScanResult
+from likelens.spark.session import SparkOptions
 
 Progress = Callable[[str], None]
 TABLES = ("engagements", "accounts", "groups", "videos", "creators", "quarantine")
@@ -63,11 +64,11 @@ def scan(inputs: Iterable[str | Path], *, key: bytes, out: str | Path | None = N
          target_fpr: float = 0.001, detectors: Sequence[str] | None = None,
          settings: Iterable[str] = (), threads: int | None = None, report: bool = True,
          ledger: str | Path | None = None, max_bad_rows: int | None = None,
-         progress: Progress | None = None) -> Run:
+         progress: Progress | None = None, spark: SparkOptions | None = None) -> Run:
     """Fit on a log and label it; with ``out``, write the output files and ``out/model``.
 
     ``settings`` are ``DETECTOR.PARAM=VALUE`` strings (``--set``); they are recorded in
-    summary.json and in the model.
+    summary.json and in the model. With ``spark``, the scan runs on the Spark engine.
     """
     from likelens.scan import scan_paths
 
@@ -80,7 +81,7 @@ def scan(inputs: Iterable[str | Path], *, key: bytes, out: str | Path | None = N
         if off:
             raise SettingError(f"--set for {', '.join(off)}, which --detectors leaves out")
     result, ing = scan_paths(inputs, key=key, target_fpr=target_fpr, detectors=names,
-                             threads=threads, progress=progress, params=params)
+                             threads=threads, progress=progress, params=params, spark=spark)
     return _finish(result, ing, out, report, ledger, max_bad_rows, progress)
 
 

@@ -18,10 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from likelens import __version__
-from likelens.errors import InputError, LikeLensError
+from likelens.errors import EngineError, InputError, LikeLensError, SettingError
 
 if TYPE_CHECKING:
     from likelens.api import Run
+    from likelens.spark.session import SparkOptions
 
 err = Console(stderr=True)
 out = Console()
@@ -113,10 +114,22 @@ def _run_options(f: Callable[..., None]) -> Callable[..., None]:
 @click.option("--set", "settings", multiple=True, metavar="DETECTOR.PARAM=VALUE",
               help="A detector parameter, e.g. lockstep.window_s=300 (repeatable; "
                    "`likelens detectors --params` lists them).")
+@click.option("--engine", type=click.Choice(["embedded", "spark"]), default="embedded",
+              show_default=True,
+              help="Where the pipeline runs: in this process (DuckDB + numba) or on Apache "
+                   "Spark (the `spark` extra and Java); the outputs are the same.")
+@click.option("--master", default="local[*]", show_default=True,
+              help="Spark master URL with --engine spark (local[N], spark://…, yarn, k8s://…).")
+@click.option("--partitions", type=click.IntRange(1), default=None,
+              help="Spark shuffle partitions with --engine spark (default: Spark's).")
+@click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
+              help="A further Spark setting with --engine spark, e.g. "
+                   "spark.executor.memory=8g (repeatable).")
 def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
          max_bad_rows: int | None, target_fpr: float, detectors: str | None,
          threads: int | None, profile: bool, no_report: bool, ledger_dir: Path | None,
-         settings: tuple[str, ...]) -> None:
+         settings: tuple[str, ...], engine: str, master: str, partitions: int | None,
+         spark_conf: tuple[str, ...]) -> None:
     """Find bought engagement in an engagement log and score authentic engagement.
 
     INPUTS are Parquet, CSV or JSON Lines files, or directories of them, read as one log.
@@ -127,6 +140,7 @@ def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
     Example:
       likelens scan events.parquet --out scan/ --target-fpr 0.001
       likelens scan events.parquet --out scan/ --set lockstep.window_s=300
+      likelens scan logs/ --out scan/ --engine spark --master local[2] --partitions 8
     """
     from likelens import api, runtime
     from likelens.privacy import load_key
@@ -134,12 +148,35 @@ def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
     runtime.enable()
     names = [d.strip() for d in detectors.split(",")] if detectors else None
     key = load_key(key_file)
+    spark = _spark_options(engine, master, partitions, spark_conf)
     with err.status("scanning") as status:
         run = api.scan(inputs, key=key, out=out_dir, target_fpr=target_fpr, detectors=names,
                        settings=settings, threads=threads, report=not no_report,
-                       ledger=ledger_dir, max_bad_rows=None,
+                       ledger=ledger_dir, max_bad_rows=None, spark=spark,
                        progress=lambda stage: status.update(f"scanning: {stage}"))
     _report_run(run, profile, ledger_dir, max_bad_rows)
+
+
+def _spark_options(engine: str, master: str, partitions: int | None,
+                   conf: tuple[str, ...]) -> SparkOptions | None:
+    """``--engine spark``'s settings, checked before anything runs (exit 2 with what to
+    install when Spark cannot run here)."""
+    from likelens.spark.session import INSTALL, SparkOptions, missing
+
+    if engine != "spark":
+        if conf or partitions is not None:
+            raise SettingError("--partitions and --spark-conf need --engine spark")
+        return None
+    gaps = missing()
+    if gaps:
+        raise EngineError(f"--engine spark needs {', '.join(gaps)}: {INSTALL}")
+    pairs = {}
+    for item in conf:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip().startswith("spark."):
+            raise SettingError(f"--spark-conf {item!r}: expected spark.KEY=VALUE")
+        pairs[k.strip()] = v.strip()
+    return SparkOptions(master=master, partitions=partitions, conf=pairs)
 
 
 @cli.command(name="apply")
@@ -574,11 +611,13 @@ def detectors(show_params: bool) -> None:
 @cli.command()
 def info() -> None:
     """Say which optional parts (Spark, Redis, browser) are installed, without importing them."""
+    from likelens.spark.session import missing as spark_missing
+
     t = Table(title=f"likelens {__version__}")
     t.add_column("part")
     t.add_column("available")
     checks = {
-        "pyspark (Spark engine, planned)": importlib.util.find_spec("pyspark") is not None,
+        "Spark engine (pyspark, pandas, java)": not spark_missing(),
         "service libraries (the service extra)": all(
             importlib.util.find_spec(m) is not None
             for m in ("fastapi", "uvicorn", "sqlalchemy", "alembic", "redis", "psycopg")),

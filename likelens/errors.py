@@ -11,7 +11,8 @@
     │   └── CertificateError           a certificate that is forged, altered or revoked (exit 4)
     ├── ModelError                     a model directory that is missing, tampered or too new
     ├── SettingError                   a --set name or value no detector takes
-    └── ServiceError                   the service cannot start or reach its database or queue
+    ├── ServiceError                   the service cannot start or reach its database or queue
+    └── EngineError                    an engine (Spark) that is not installed or does not start
 
 Messages are single lines that name the file, and the row and column where known, because the
 people reading them are looking at a log file, not at our code.
@@ -86,3 +87,8 @@ class SettingError(LikeLensError):
 class ServiceError(LikeLensError):
     """The service cannot start: no data directory or database, a database or Redis that does
     not answer, a key or role that does not exist."""
+
+
+class EngineError(LikeLensError):
+    """An engine that cannot run here: ``--engine spark`` without PySpark or Java, or a Spark
+    session that does not start; the message says what to install or set."""

@@ -47,10 +47,14 @@ class Features:
     videos: viewindex.VideoViews | None = None  # the views grouped by video
     isolated_views: viewindex.FlaggedViews | None = None  # views opened alone, by video
     _target_codes: np.ndarray | None = field(default=None, repr=False)
+    scale_out: Engine | None = field(default=None, repr=False)  # e.g. the Spark engine
 
     @property
     def engine(self) -> Engine:
-        """The aggregates and joins detectors ask for (``engine.Engine``), on this connection."""
+        """The aggregates and joins detectors ask for (``engine.Engine``): the scale-out
+        engine's when the scan runs on one, else DuckDB's on this connection."""
+        if self.scale_out is not None:
+            return self.scale_out
         return DuckDBEngine(self.con, self.engagements)
 
     @property

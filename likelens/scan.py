@@ -30,6 +30,7 @@ from likelens.ingest import QUARANTINE_SCHEMA, IngestResult, ingest
 from likelens.model import VERSION as MODEL_VERSION
 from likelens.model import Model
 from likelens.score.authentic import creator_scores, video_scores
+from likelens.spark.session import SparkOptions
 
 Progress = Callable[[str], None]
 
@@ -82,22 +83,41 @@ def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0
                detectors: Sequence[str] | None = None, threads: int | None = None,
                progress: Progress | None = None,
                params: Mapping[str, Mapping[str, Any]] | None = None,
-               model: Model | None = None) -> tuple[ScanResult, IngestResult]:
+               model: Model | None = None, spark: SparkOptions | None = None
+               ) -> tuple[ScanResult, IngestResult]:
     """Read the input files and scan them: fit and label, or with ``model`` label with what
-    an earlier scan learned (``apply``).
+    an earlier scan learned (``apply``). With ``spark``, ingest and the engine's aggregates
+    run on Spark (``likelens.spark``); the outputs are the embedded engine's.
 
     The log is the largest thing a scan holds, and nothing needs it once the features are
     built: the returned ``IngestResult`` keeps its schema and count, not its rows, so that
     memory goes back before the detectors run.
     """
     timer = Timer()
+    session = None
+    if spark is not None:
+        from likelens.spark import session as spark_session
+
+        with timer.stage("spark start", progress):
+            session = spark_session.session(spark)
     with runtime.reusing_freed_memory():
         with timer.stage("ingest", progress):
-            ing = ingest(paths, key=key, threads=threads)
+            if session is None:
+                ing = ingest(paths, key=key, threads=threads)
+            else:
+                from likelens.spark.ingest import ingest_spark
+
+                ing = ingest_spark(session, paths, key=key, partitions=spark.partitions)
         n_events = ing.events.num_rows
         log = [ing.events]
         ing.events = ing.events.schema.empty_table()
         feats = _features(log, threads, timer, progress)
+    spark_engine = None
+    if session is not None:
+        from likelens.spark.engine import SparkEngine
+
+        feats.scale_out = spark_engine = SparkEngine(session, feats.engagements,
+                                                     spark_session.partitions_of(session))
     if model is not None:
         result = _apply(feats, model, progress=progress, timer=timer,
                         quarantine=ing.quarantine, threads=threads)
@@ -106,6 +126,13 @@ def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0
                        timer=timer, quarantine=ing.quarantine, threads=threads, params=params)
     result.summary["input"] = {"files": ing.files, "rows_read": ing.rows_read,
                                "events": n_events, "quarantined": ing.quarantine.num_rows}
+    if spark_engine is not None:
+        spark_engine.close()
+        result.summary["engine"] = {"name": "spark", "master": spark.master,
+                                    "partitions": spark_session.partitions_of(session),
+                                    "spark_version": spark_session.version(session)}
+    else:
+        result.summary["engine"] = {"name": "embedded"}
     return result, ing
 
 
@@ -242,9 +269,13 @@ def _detect(feats: Features, names: Sequence[str], timer: Timer, *, workers: int
 
 
 def _engagement_table(e: pa.Table, fusion: Fusion) -> pa.Table:
+    """One row per engagement with its decision. ``action`` is plain text whatever the input
+    held (a Parquet dictionary, CSV text): the file's schema follows the contract, not the
+    format the log came in."""
     return pa.table({
         "event_id": e["event_id"], "user_id": e["user_id"], "video_id": e["video_id"],
-        "creator_id": e["creator_id"], "action": e["action"], "ts": e["ts"],
+        "creator_id": e["creator_id"], "action": pc.cast(e["action"], pa.string()),
+        "ts": e["ts"],
         "score": pa.array(np.round(fusion.probability, 6)),
         "flagged": pa.array(fusion.flagged),
         "reasons": fusion.reasons,
