@@ -213,3 +213,31 @@ def test_cli_scan_on_spark_writes_the_outputs_and_says_the_engine(spark, tmp_pat
     assert summary["engine"]["name"] == "spark"
     assert summary["engine"]["partitions"] == 3
     assert (tmp_path / "o" / "model").is_dir()
+
+
+@pytest.mark.parametrize("ids", ["int", "text", "text-int-in-some-row-groups"])
+def test_a_parquet_file_cut_into_row_group_tasks_ingests_as_one_file(spark, tmp_path: Path,
+                                                                     ids: str) -> None:
+    """Row groups become tasks; text ids that look like integers in some row groups only
+    (where the embedded ingest keeps text for the whole file) send the file back whole."""
+    from likelens.spark import ingest as spark_ingest
+
+    n = 5000
+    users = [str(i % 97) for i in range(n)]
+    if ids == "text-int-in-some-row-groups":
+        users[-1] = "u-last"
+    table = pa.table({
+        "ts": pa.array(np.arange(n) * 1000), "action": ["view", "like"] * (n // 2),
+        "user_id": pa.array(users if ids != "int" else [i % 97 for i in range(n)]),
+        "video_id": pa.array(np.arange(n) % 13), "ip": [f"10.0.{i % 7}.{i % 251}"
+                                                     for i in range(n)]})
+    path = tmp_path / "big.parquet"
+    pq.write_table(table, path, row_group_size=700)
+    tasks = spark_ingest._tasks([path], 4)
+    assert tasks.num_rows > 1
+    a = ingest([path], key=KEY)
+    b = spark_ingest.ingest_spark(spark, [path], key=KEY, partitions=4)
+    assert_same_tables(a.events.cast(b.events.schema), b.events, "events")
+    assert b.events.schema.field("user_id").type == (pa.int64() if ids != "text-int-in-some-"
+                                                     "row-groups" else pa.string())
+    assert b.events["user_id"][0].as_py() in (0, "0")

@@ -60,16 +60,33 @@ def redact(text: str, key: bytes) -> str:
     return _IP_LIKE.sub(lambda m: "ip:" + keyed_hash(key, b"raw:" + m.group(0).encode()), text)
 
 
+_PARQUET_DICTIONARIES = ("ip", "device_id", "region", "action")
+
+
 def _read_parquet(path: Path) -> RawFile:
     try:
         # Text columns decode straight from Parquet's dictionary pages: pseudonymising and
         # validating then touch each distinct value once, never each row.
         names = set(pq.read_schema(path).names)
-        table = pq.read_table(path, read_dictionary=[c for c in ("ip", "device_id", "region",
-                                                                 "action") if c in names])
+        table = pq.read_table(path, read_dictionary=[c for c in _PARQUET_DICTIONARIES
+                                                     if c in names])
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"unreadable Parquet file ({exc})", file=str(path)) from None
     return RawFile(table, [])
+
+
+def read_parquet_row_groups(path: Path, groups: Sequence[int], first_row: int) -> RawFile:
+    """Some row groups of a Parquet file, read as ``_read_parquet`` reads the whole file, with
+    their rows numbered from ``first_row`` (the file's row number of the first one): how a
+    scale-out engine cuts one large file into tasks."""
+    try:
+        pf = pq.ParquetFile(path, read_dictionary=[c for c in _PARQUET_DICTIONARIES
+                                                   if c in pq.read_schema(path).names])
+        table = pf.read_row_groups(list(groups))
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"unreadable Parquet file ({exc})", file=str(path)) from None
+    rows = pa.array(range(first_row, first_row + table.num_rows), pa.int64())
+    return RawFile(table.append_column("_row", rows), [])
 
 
 def _csv_header(path: Path) -> list[str]:

@@ -4,8 +4,10 @@ type per column, event ids numbered over the whole input, repeated event ids) is
 
 A file is the unit because the contract is judged per file: whether a text id column holds
 only integers (and becomes int64) is decided over the whole file, exactly as the embedded
-ingest does. Platforms export a day as many part files, so a file per task spreads well; one
-huge file is one task.
+ingest does. Platforms export a day as many part files, so a file per task spreads well. A
+large Parquet file is cut into runs of row groups (its footer gives each run's first row
+number); a file whose runs disagree on an id type is read again whole. A large CSV or JSON
+Lines file is one task.
 
 The pseudonymisation key travels to the executors inside the task (as it must, to hash there):
 on a cluster, turn on Spark's RPC encryption (docs/spark.md).
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from likelens.errors import InputError, LikeLensError, SchemaError
 from likelens.ingest import (
@@ -33,7 +36,7 @@ from likelens.ingest import (
     _split,
     discover,
 )
-from likelens.ingest.readers import READERS, SUFFIXES
+from likelens.ingest.readers import READERS, SUFFIXES, read_parquet_row_groups
 from likelens.schema import ID_COLUMNS
 from likelens.schema import quarantine_reason as Q
 
@@ -48,20 +51,81 @@ ROW_SCHEMA = pa.schema(
     + [("q_source", pa.string()), ("q_row", pa.int64()), ("q_raw", pa.string()),
        ("q_reason", pa.string()), ("m_rows", pa.int64()), ("m_types", pa.string())])
 BATCH_ROWS = 65_536
+TASK_ROWS = 2_000_000  # a large Parquet file is cut into tasks of about this many rows
+
+
+def _tasks(files: Sequence[Path], slots: int, *, ids: Sequence[int] | None = None,
+           cut: bool = True) -> pa.Table:
+    """One task per file; a Parquet file of several row groups is cut into runs of row
+    groups of about ``TASK_ROWS`` rows (fewer when that leaves slots idle), each knowing the
+    file row number it starts at, from the file's footer."""
+    rows: list[dict[str, Any]] = []
+    total = 0
+    metas = {}
+    for i, f in zip(ids if ids is not None else range(len(files)), files, strict=True):
+        if cut and SUFFIXES[f.suffix.lower()] == "parquet":
+            try:
+                metas[i] = pq.ParquetFile(f).metadata
+                total += metas[i].num_rows
+            except (OSError, pa.ArrowException):
+                pass  # unreadable: the task says so, with the embedded ingest's words
+    target = max(1, min(TASK_ROWS, total // max(1, slots)))
+    for i, f in zip(ids if ids is not None else range(len(files)), files, strict=True):
+        md = metas.get(i)
+        if md is None or md.num_row_groups < 2:
+            rows.append({"file_idx": i, "path": str(f), "groups": None, "first_row": 0})
+            continue
+        group: list[int] = []
+        first = size = 0
+        for g in range(md.num_row_groups):
+            group.append(g)
+            size += md.row_group(g).num_rows
+            if size >= target or g == md.num_row_groups - 1:
+                rows.append({"file_idx": i, "path": str(f), "groups": json.dumps(group),
+                             "first_row": first})
+                first += size
+                group, size = [], 0
+    return pa.Table.from_pylist(rows, schema=pa.schema([
+        ("file_idx", pa.int32()), ("path", pa.string()), ("groups", pa.string()),
+        ("first_row", pa.int64())]))
+
+
+def _read(spark: Any, tasks: pa.Table, key: bytes, slots: int) -> Any:
+    """The tasks' output rows (``ROW_SCHEMA``), kept by Spark for the steps that read them."""
+    from pyspark import StorageLevel
+
+    n = max(1, min(tasks.num_rows, slots))
+    return (spark.createDataFrame(tasks).repartition(n)
+            .mapInArrow(partial(read_files, key=key), _ddl(ROW_SCHEMA))
+            .persist(StorageLevel.MEMORY_AND_DISK))
+
+
+def _split_disagreeing(meta: pa.Table) -> list[int]:
+    """Files whose pieces came back with different id types."""
+    seen: dict[int, set[str]] = {}
+    for idx, types in zip(meta["file_idx"].to_pylist(), meta["m_types"].to_pylist(),
+                          strict=True):
+        if types is not None:
+            seen.setdefault(idx, set()).add(types)
+    return sorted(i for i, t in seen.items() if len(t) > 1)
 
 
 def read_files(batches: Iterable[pa.RecordBatch], *, key: bytes) -> Iterator[pa.RecordBatch]:
-    """The executor's side: each input row names a file (index, path); read and coerce it as
-    the embedded ingest does, and emit its events, quarantine and summary line."""
+    """The executor's side: each input row names a file, or some row groups of a Parquet
+    file; read and coerce them as the embedded ingest does, and emit their events,
+    quarantine and summary line."""
     for batch in batches:
-        for idx, path in zip(batch.column("file_idx").to_pylist(),
-                             batch.column("path").to_pylist(), strict=True):
-            yield from _one_file(int(idx), Path(path), key)
+        for task in batch.to_pylist():
+            yield from _one_task(task, key)
 
 
-def _one_file(idx: int, path: Path, key: bytes) -> Iterator[pa.RecordBatch]:
+def _one_task(task: dict[str, Any], key: bytes) -> Iterator[pa.RecordBatch]:
+    idx, path = int(task["file_idx"]), Path(task["path"])
     try:
-        raw = READERS[SUFFIXES[path.suffix.lower()]](path)
+        if task["groups"] is None:
+            raw = READERS[SUFFIXES[path.suffix.lower()]](path)
+        else:
+            raw = read_parquet_row_groups(path, json.loads(task["groups"]), task["first_row"])
         table, malformed = _coerce(_local_con(), path, raw, key)
         n_rows = max([raw.table.num_rows + len(raw.malformed)]
                      + [r + 1 for r, _, _ in raw.malformed])
@@ -123,25 +187,37 @@ def _ddl(schema: pa.Schema) -> str:
 def ingest_spark(spark: Any, paths: Iterable[str | Path], *, key: bytes,
                  partitions: int | None = None) -> IngestResult:
     """The embedded ``ingest``'s result (same events in the same order, same quarantine),
-    computed on ``spark``: a task per file, then Spark SQL across files."""
+    computed on ``spark``: a task per file (per run of row groups of a large Parquet file),
+    then Spark SQL across files."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
     files = discover(paths)
-    tasks = spark.createDataFrame(
-        pa.table({"file_idx": pa.array(range(len(files)), pa.int32()),
-                  "path": pa.array([str(f) for f in files], pa.string())}))
-    n_tasks = max(1, min(len(files), partitions or spark.sparkContext.defaultParallelism))
-    rows = (tasks.repartition(n_tasks, "file_idx")
-            .mapInArrow(partial(read_files, key=key), _ddl(ROW_SCHEMA))
-            .persist(StorageLevel.MEMORY_AND_DISK))
+    slots = partitions or spark.sparkContext.defaultParallelism
+    rows = _read(spark, _tasks(files, slots), key, slots)
     try:
         meta = rows.where(F.col("kind").isin("m", "x")).select(
             "kind", "file_idx", "m_rows", "m_types", "q_source", "q_reason").toArrow()
         _raise_first_error(meta)
-        meta = meta.sort_by("file_idx")
-        sizes = meta["m_rows"].to_numpy()
+        split = _split_disagreeing(meta)
+        if split:
+            # A file cut into row groups whose pieces disagree on an id type (text ids that
+            # are integers in some row groups only) is read again whole: the embedded
+            # ingest decides the type over the whole file.
+            whole = _read(spark, _tasks([files[i] for i in split], slots, ids=split,
+                                        cut=False), key, slots)
+            pieces = rows
+            rows = (pieces.where(~F.col("file_idx").isin(split)).unionByName(whole)
+                    .persist(StorageLevel.MEMORY_AND_DISK))
+            rows.count()  # kept before the pieces it is made of are let go
+            pieces.unpersist()
+            whole.unpersist()
+            meta = rows.where(F.col("kind") == "m").select(
+                "kind", "file_idx", "m_rows", "m_types").toArrow()
+        meta = meta.filter(pc.equal(meta["kind"], "m"))
+        per_file = meta.group_by("file_idx").aggregate([("m_rows", "sum")]).sort_by("file_idx")
+        sizes = per_file["m_rows_sum"].to_numpy()
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         id_types = _unified_types([json.loads(t) for t in meta["m_types"].to_pylist()])
         offset_df = spark.createDataFrame(pa.table({
