@@ -164,6 +164,7 @@ def test_group_meetings_kernel_per_bucket_equals_the_whole_log(spark) -> None:
         "user_id": pa.array(rng.integers(0, 300, n).astype(str)),
         "action": pa.array(["like"] * n), "ts": pa.array(rng.integers(0, 20, n) * 30_000),
         "target": pa.array(rng.integers(0, 40, n)), "video_id": pa.array(rng.integers(0, 40, n)),
+        "vid": pa.array(rng.integers(0, 40, n).astype(np.int32)),
         "session_views": pa.array(np.zeros(n, dtype=np.int64)),
         "has_view": pa.array(np.zeros(n, dtype=bool)),
         "watch_frac": pa.nulls(n, pa.float64()),

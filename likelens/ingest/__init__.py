@@ -209,16 +209,49 @@ def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = Non
     quarantined: list[pa.Table] = []
     offset = 0
     for path in files:
-        raw = READERS[SUFFIXES[path.suffix.lower()]](path)
-        table, malformed = _coerce(con, path, raw, key)
-        n_rows = max([raw.table.num_rows + len(raw.malformed)] +
-                     [r + 1 for r, _, _ in raw.malformed])
-        del raw
-        good, bad = _split(table, path, offset)
-        goods.append(good)
+        piece = read_piece(con, path, READERS[SUFFIXES[path.suffix.lower()]](path), key,
+                           offset)
+        goods.append(piece.good)
         sources.append(str(path))
-        quarantined += [malformed, bad]
-        offset += n_rows
+        quarantined.append(piece.quarantine)
+        offset += piece.n_rows
+    return assemble(con, goods, sources, quarantined, [str(f) for f in files], offset)
+
+
+@dataclass
+class Piece:
+    """One file (or a run of a Parquet file's row groups) read and coerced: its canonical
+    rows with their file row numbers (``_file_row``), its quarantine, the rows it spans, and
+    which rows had no event id of their own (numbered from ``offset``)."""
+
+    good: pa.Table
+    quarantine: pa.Table
+    n_rows: int
+    default_ids: pa.Array
+
+
+def read_piece(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes,
+               offset: int) -> Piece:
+    """Coerce, pseudonymise and split one file as read: the per-file half of ``ingest``,
+    which a scale-out engine runs on its workers."""
+    table, malformed = _coerce(con, path, raw, key)
+    n_rows = max([raw.table.num_rows + len(raw.malformed)] +
+                 [r + 1 for r, _, _ in raw.malformed])
+    del raw
+    no_id = (pc.is_null(table["event_id"]) if "event_id" in table.column_names
+             else pa.repeat(pa.scalar(True), table.num_rows))
+    default_ids = pc.filter(no_id, pc.is_null(table["_reason"]))
+    good, bad = _split(table, path, offset)
+    return Piece(good, pa.concat_tables([malformed, bad]), n_rows,
+                 default_ids.combine_chunks() if isinstance(default_ids, pa.ChunkedArray)
+                 else default_ids)
+
+
+def assemble(con: duckdb.DuckDBPyConnection, goods: list[pa.Table], sources: list[str],
+             quarantined: list[pa.Table], files: list[str], rows_read: int) -> IngestResult:
+    """The input-wide half of ``ingest``: one type per id column, one table in input order,
+    repeated event ids quarantined (the first row keeps its id), the quarantine sorted."""
+    quarantined = list(quarantined)
     goods = unify_text(unify_ids(goods))
     events = pa.concat_tables(goods, promote_options="permissive")
     dup = _duplicates(con, events)
@@ -241,7 +274,7 @@ def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = Non
     events = events.drop_columns(["_file_row"])
     quarantine = pa.concat_tables(quarantined).sort_by([("source", "ascending"),
                                                         ("row", "ascending")])
-    return IngestResult(events, quarantine, [str(f) for f in files], offset)
+    return IngestResult(events, quarantine, files, rows_read)
 
 
 def ingest_raw(raw: RawFile, *, source: str, key: bytes, require_event_id: bool = False,

@@ -14,13 +14,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from likelens.errors import EngineError
+from likelens.features import action_mask
 from likelens.meetings import meetings
+from likelens.viewindex import lookup
 
 # What the aggregates read of the engagement table (dictionaries decoded: Spark takes
 # plain columns).
-_COLUMNS = ("pos", "rid", "acc", "user_id", "action", "ts", "target", "video_id",
+_COLUMNS = ("pos", "rid", "acc", "vid", "action", "ts", "target", "video_id",
             "session_views", "has_view", "watch_frac", "acct_views", "video_views")
 
 
@@ -34,24 +36,31 @@ class SparkEngine:
             col = engagements[c].combine_chunks()
             if pa.types.is_dictionary(col.type):
                 col = col.dictionary_decode()
-            plain.append(pc.cast(col, pa.string()) if c == "user_id" else col)
+            plain.append(col)
         self.eng = spark.createDataFrame(pa.table(plain, names=list(_COLUMNS))).cache()
         self.eng.createOrReplaceTempView("eng")
+        # What the driver spreads per-key answers over, in the table's order.
+        self.rid = engagements["rid"].combine_chunks()
+        self.acc = engagements["acc"].to_numpy().astype(np.int64)
+        self.target = engagements["target"].to_numpy().astype(np.int64)
+        self.vid = engagements["vid"].to_numpy().astype(np.int64)
+        self.ts = engagements["ts"].to_numpy().astype(np.int64)
+        self.like = action_mask(engagements["action"], "like")
 
     def close(self) -> None:
         self.eng.unpersist()
         self.spark.catalog.dropTempView("eng")
 
-    def _ordered(self, sql: str, by: str) -> pa.Table:
-        """A query's rows, in the engagement table's order (``by``: pos or rid)."""
-        t = self.spark.sql(sql).toArrow()
-        return t.take(pc.sort_indices(t[by]))
+    def _per_key(self, sql: str) -> pa.Table:
+        return self.spark.sql(sql).toArrow()
 
     def account_habits(self, low_watch_frac: float, min_cadence_events: int) -> pa.Table:
-        """As ``DuckDBEngine.account_habits``."""
-        return self._ordered(f"""
+        """As ``DuckDBEngine.account_habits``. Spark returns one row per account, and the
+        driver spreads them over the account's engagements by account code: a row per
+        engagement through Spark's collect path cost seconds per hundred thousand."""
+        a = self._per_key(f"""
             WITH a AS (
-                SELECT user_id,
+                SELECT acc,
                        avg(CASE WHEN action IN ('like','comment','share')
                                 THEN CAST(session_views = 0 AS INT) END) AS iso_share,
                        avg(CASE WHEN action IN ('like','comment','share')
@@ -60,58 +69,70 @@ class SparkEngine:
                                 THEN CAST(watch_frac < {float(low_watch_frac)!r} AS INT) END)
                            AS low_share,
                        count(*) AS n_eng, any_value(acct_views) AS n_views
-                FROM eng GROUP BY user_id
+                FROM eng GROUP BY acc
             ), gaps AS (
-                SELECT user_id, ts - lag(ts) OVER (PARTITION BY user_id ORDER BY ts) AS gap
+                SELECT acc, ts - lag(ts) OVER (PARTITION BY acc ORDER BY ts) AS gap
                 FROM eng WHERE action = 'like'
             ), cad AS (
-                SELECT user_id, stddev_samp(gap) / nullif(avg(gap), 0) AS cv, count(gap) AS n
-                FROM gaps WHERE gap IS NOT NULL GROUP BY user_id
+                SELECT acc, stddev_samp(gap) / nullif(avg(gap), 0) AS cv, count(gap) AS n
+                FROM gaps WHERE gap IS NOT NULL GROUP BY acc
             )
-            SELECT e.rid, coalesce(a.iso_share, 0D) AS iso_share,
+            SELECT a.acc, coalesce(a.iso_share, 0D) AS iso_share,
                    coalesce(a.noview_share, 0D) AS noview_share,
                    coalesce(a.low_share, 0D) AS low_share,
                    a.n_eng, a.n_views,
                    CASE WHEN cad.n >= {int(min_cadence_events)} THEN cad.cv END AS cadence_cv
-            FROM eng e JOIN a USING (user_id)
-            LEFT JOIN cad USING (user_id)
-        """, "rid")
+            FROM a LEFT JOIN cad ON cad.acc = a.acc
+        """)
+        row = _positions(a["acc"].to_numpy(), self.acc)
+        out = {"rid": self.rid}
+        for c in ("iso_share", "noview_share", "low_share", "n_eng", "n_views",
+                  "cadence_cv"):
+            out[c] = a[c].take(pa.array(row))
+        return pa.table(out)
 
     def target_piles(self, task: np.ndarray, bucket_views: np.ndarray, bucket_ms: int
                      ) -> pa.Table:
-        """As ``DuckDBEngine.target_piles``."""
+        """As ``DuckDBEngine.target_piles``, from per-target and per-(video, bucket) rows
+        spread over the engagements on the driver."""
         b = int(bucket_ms)
+        task = np.asarray(task, dtype=bool)
         self.spark.createDataFrame(pa.table({
             "pos": pa.array(np.arange(self.n, dtype=np.int32)),
-            "views": pa.array(np.asarray(bucket_views)),
-            "task": pa.array(np.asarray(task, dtype=bool))})
+            "views": pa.array(np.asarray(bucket_views)), "task": pa.array(task)})
         ).createOrReplaceTempView("engine_bucket_views")
         try:
-            return self._ordered(f"""
-                WITH e AS (SELECT pos, target, video_id, action, ts div {b} AS bucket,
-                                  bv.task AS task, video_views, bv.views AS bucket_views
-                           FROM eng JOIN engine_bucket_views bv USING (pos)),
-                rate AS (SELECT count(DISTINCT target) AS n_targets FROM e
-                         WHERE action IN ('like', 'comment', 'share')),
-                tt AS (SELECT target, count(*) FILTER (WHERE task) AS k FROM e
-                       GROUP BY target),
-                lb AS (SELECT video_id, bucket, count(*) AS likes,
-                              any_value(bucket_views) AS views,
-                              any_value(video_views) AS video_views
-                       FROM e WHERE action = 'like' GROUP BY video_id, bucket),
-                lt AS (SELECT video_id, sum(likes) AS likes FROM lb GROUP BY video_id),
-                hb AS (SELECT lb.video_id, lb.bucket, lb.likes,
-                              lb.views * (CAST(lt.likes AS DOUBLE) + 1) / (lb.video_views + 1)
-                                  AS expected
-                       FROM lb JOIN lt ON lb.video_id = lt.video_id)
-                SELECT e.pos, e.task, tt.k, rate.n_targets,
-                       hb.likes AS hour_likes, hb.expected AS hour_expected
-                FROM e JOIN tt ON tt.target = e.target CROSS JOIN rate
-                LEFT JOIN hb ON hb.video_id = e.video_id AND hb.bucket = e.bucket
-                            AND e.action = 'like'
-            """, "pos")
+            tt = self._per_key("""
+                SELECT target, count(*) FILTER (WHERE bv.task) AS k
+                FROM eng JOIN engine_bucket_views bv USING (pos) GROUP BY target""")
+            n_targets = self.spark.sql("""
+                SELECT count(DISTINCT target) FROM eng
+                WHERE action IN ('like', 'comment', 'share')""").first()[0]
+            hb = self._per_key(f"""
+                WITH lb AS (SELECT vid, ts div {b} AS bucket, count(*) AS likes,
+                                   any_value(bv.views) AS views,
+                                   any_value(video_views) AS video_views
+                            FROM eng JOIN engine_bucket_views bv USING (pos)
+                            WHERE action = 'like' GROUP BY vid, ts div {b}),
+                lt AS (SELECT vid, sum(likes) AS likes FROM lb GROUP BY vid)
+                SELECT lb.vid, lb.bucket, lb.likes,
+                       lb.views * (CAST(lt.likes AS DOUBLE) + 1) / (lb.video_views + 1)
+                           AS expected
+                FROM lb JOIN lt ON lb.vid = lt.vid""")
         finally:
             self.spark.catalog.dropTempView("engine_bucket_views")
+        k = tt["k"].take(pa.array(_positions(tt["target"].to_numpy(), self.target)))
+        bucket = self.ts // b
+        base = int(bucket.min()) if self.n else 0
+        span = int(bucket.max()) - base + 1 if self.n else 1
+        keys = hb["vid"].to_numpy().astype(np.int64) * span + (hb["bucket"].to_numpy() - base)
+        at = lookup(keys, np.maximum(self.vid, 0) * span + (bucket - base))
+        at = np.where(self.like, at, -1)
+        found = pa.array(np.maximum(at, 0), mask=at < 0)
+        return pa.table({
+            "pos": pa.array(np.arange(self.n, dtype=np.int32)), "task": pa.array(task),
+            "k": k, "n_targets": pa.array(np.full(self.n, n_targets or 0, dtype=np.int64)),
+            "hour_likes": hb["likes"].take(found), "hour_expected": hb["expected"].take(found)})
 
     def group_meetings(self, group_of: np.ndarray, window_ms: int) -> np.ndarray:
         """As ``DuckDBEngine.group_meetings``: the same kernel (``meetings``), run on each
@@ -143,3 +164,11 @@ def _meeter(window_ms: int) -> Callable[[pa.Table], pa.Table]:
         return pa.table({"pos": table["pos"], "met": pa.array(met)})
 
     return meet
+
+
+def _positions(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Row of each query in ``keys`` (every query is there: keys come from the same table)."""
+    at = lookup(keys.astype(np.int64), queries)
+    if (at < 0).any():
+        raise EngineError("Spark returned no aggregate for a key of the engagement table")
+    return at

@@ -72,6 +72,9 @@ def session(options: SparkOptions | None = None) -> Any:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}",
+        # The canonical table comes back to the driver whole (features run there), which is
+        # far above Spark's 1 GiB default cap on collected results.
+        "spark.driver.maxResultSize": "0",
     }
     if local:
         conf["spark.driver.memory"] = "4g"
