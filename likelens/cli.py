@@ -118,8 +118,9 @@ def _run_options(f: Callable[..., None]) -> Callable[..., None]:
               show_default=True,
               help="Where the pipeline runs: in this process (DuckDB + numba) or on Apache "
                    "Spark (the `spark` extra and Java); the outputs are the same.")
-@click.option("--master", default="local[*]", show_default=True,
-              help="Spark master URL with --engine spark (local[N], spark://…, yarn, k8s://…).")
+@click.option("--master", default=None,
+              help="Spark master URL with --engine spark (local[N], spark://…, yarn, "
+                   "k8s://…; default: local[*], every core here).")
 @click.option("--partitions", type=click.IntRange(1), default=None,
               help="Spark shuffle partitions with --engine spark (default: Spark's).")
 @click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
@@ -128,7 +129,7 @@ def _run_options(f: Callable[..., None]) -> Callable[..., None]:
 def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
          max_bad_rows: int | None, target_fpr: float, detectors: str | None,
          threads: int | None, profile: bool, no_report: bool, ledger_dir: Path | None,
-         settings: tuple[str, ...], engine: str, master: str, partitions: int | None,
+         settings: tuple[str, ...], engine: str, master: str | None, partitions: int | None,
          spark_conf: tuple[str, ...]) -> None:
     """Find bought engagement in an engagement log and score authentic engagement.
 
@@ -157,15 +158,15 @@ def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
     _report_run(run, profile, ledger_dir, max_bad_rows)
 
 
-def _spark_options(engine: str, master: str, partitions: int | None,
+def _spark_options(engine: str, master: str | None, partitions: int | None,
                    conf: tuple[str, ...]) -> SparkOptions | None:
     """``--engine spark``'s settings, checked before anything runs (exit 2 with what to
     install when Spark cannot run here)."""
     from likelens.spark.session import INSTALL, SparkOptions, missing
 
     if engine != "spark":
-        if conf or partitions is not None:
-            raise SettingError("--partitions and --spark-conf need --engine spark")
+        if conf or partitions is not None or master is not None:
+            raise SettingError("--master, --partitions and --spark-conf need --engine spark")
         return None
     gaps = missing()
     if gaps:
@@ -176,7 +177,7 @@ def _spark_options(engine: str, master: str, partitions: int | None,
         if not sep or not k.strip().startswith("spark."):
             raise SettingError(f"--spark-conf {item!r}: expected spark.KEY=VALUE")
         pairs[k.strip()] = v.strip()
-    return SparkOptions(master=master, partitions=partitions, conf=pairs)
+    return SparkOptions(master=master or "local[*]", partitions=partitions, conf=pairs)
 
 
 @cli.command(name="apply")

@@ -118,21 +118,23 @@ def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0
 
         feats.scale_out = spark_engine = SparkEngine(session, feats.engagements,
                                                      spark_session.partitions_of(session))
-    if model is not None:
-        result = _apply(feats, model, progress=progress, timer=timer,
-                        quarantine=ing.quarantine, threads=threads)
-    else:
-        result = _scan(feats, target_fpr=target_fpr, detectors=detectors, progress=progress,
-                       timer=timer, quarantine=ing.quarantine, threads=threads, params=params)
+    try:
+        if model is not None:
+            result = _apply(feats, model, progress=progress, timer=timer,
+                            quarantine=ing.quarantine, threads=threads)
+        else:
+            result = _scan(feats, target_fpr=target_fpr, detectors=detectors,
+                           progress=progress, timer=timer, quarantine=ing.quarantine,
+                           threads=threads, params=params)
+    finally:
+        if spark_engine is not None:  # its staged tables go, whatever happened
+            spark_engine.close()
     result.summary["input"] = {"files": ing.files, "rows_read": ing.rows_read,
                                "events": n_events, "quarantined": ing.quarantine.num_rows}
-    if spark_engine is not None:
-        spark_engine.close()
-        result.summary["engine"] = {"name": "spark", "master": spark.master,
-                                    "partitions": spark_session.partitions_of(session),
-                                    "spark_version": spark_session.version(session)}
-    else:
-        result.summary["engine"] = {"name": "embedded"}
+    result.summary["engine"] = {"name": "embedded"} if session is None else {
+        "name": "spark", "master": str(session.sparkContext.master),
+        "partitions": spark_session.partitions_of(session),
+        "spark_version": spark_session.version(session)}
     return result, ing
 
 
