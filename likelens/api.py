@@ -88,14 +88,14 @@ def scan(inputs: Iterable[str | Path], *, key: bytes, out: str | Path | None = N
 def apply(inputs: Iterable[str | Path], *, model: str | Path | Model, key: bytes,
           out: str | Path | None = None, threads: int | None = None, report: bool = True,
           ledger: str | Path | None = None, max_bad_rows: int | None = None,
-          progress: Progress | None = None) -> Run:
+          progress: Progress | None = None, spark: SparkOptions | None = None) -> Run:
     """Label a log with a saved model (learning nothing from it); the same output files as
-    ``scan``, without a model of their own."""
+    ``scan``, without a model of their own. With ``spark``, on the Spark engine."""
     from likelens.scan import scan_paths
 
     fitted = model if isinstance(model, Model) else model_io.load(model)
     result, ing = scan_paths(inputs, key=key, threads=threads, progress=progress,
-                             model=fitted)
+                             model=fitted, spark=spark)
     if not isinstance(model, Model):
         result.summary["model"]["path"] = str(Path(model).resolve())
     return _finish(result, ing, out, report, ledger, max_bad_rows, progress)

@@ -105,6 +105,28 @@ def _run_options(f: Callable[..., None]) -> Callable[..., None]:
     return f
 
 
+def _engine_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The options that choose where scan and apply run (docs/spark.md)."""
+    options = [
+        click.option("--engine", type=click.Choice(["embedded", "spark"]), default="embedded",
+                     show_default=True,
+                     help="Where the pipeline runs: in this process (DuckDB + numba) or on "
+                          "Apache Spark (the `spark` extra and Java); the outputs are the "
+                          "same."),
+        click.option("--master", default=None,
+                     help="Spark master URL with --engine spark (local[N], spark://…, yarn, "
+                          "k8s://…; default: local[*], every core here)."),
+        click.option("--partitions", type=click.IntRange(1), default=None,
+                     help="Spark shuffle partitions with --engine spark (default: Spark's)."),
+        click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
+                     help="A further Spark setting with --engine spark, e.g. "
+                          "spark.executor.memory=8g (repeatable)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @_run_options
 @click.option("--target-fpr", type=float, default=0.001, show_default=True,
@@ -114,18 +136,7 @@ def _run_options(f: Callable[..., None]) -> Callable[..., None]:
 @click.option("--set", "settings", multiple=True, metavar="DETECTOR.PARAM=VALUE",
               help="A detector parameter, e.g. lockstep.window_s=300 (repeatable; "
                    "`likelens detectors --params` lists them).")
-@click.option("--engine", type=click.Choice(["embedded", "spark"]), default="embedded",
-              show_default=True,
-              help="Where the pipeline runs: in this process (DuckDB + numba) or on Apache "
-                   "Spark (the `spark` extra and Java); the outputs are the same.")
-@click.option("--master", default=None,
-              help="Spark master URL with --engine spark (local[N], spark://…, yarn, "
-                   "k8s://…; default: local[*], every core here).")
-@click.option("--partitions", type=click.IntRange(1), default=None,
-              help="Spark shuffle partitions with --engine spark (default: Spark's).")
-@click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
-              help="A further Spark setting with --engine spark, e.g. "
-                   "spark.executor.memory=8g (repeatable).")
+@_engine_options
 def scan(inputs: tuple[Path, ...], out_dir: Path, key_file: Path | None,
          max_bad_rows: int | None, target_fpr: float, detectors: str | None,
          threads: int | None, profile: bool, no_report: bool, ledger_dir: Path | None,
@@ -184,9 +195,11 @@ def _spark_options(engine: str, master: str | None, partitions: int | None,
 @_run_options
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True,
               help="A model directory written by `likelens scan` (SCAN_DIR/model).")
+@_engine_options
 def apply_cmd(inputs: tuple[Path, ...], model_dir: Path, out_dir: Path, key_file: Path | None,
               max_bad_rows: int | None, threads: int | None, profile: bool, no_report: bool,
-              ledger_dir: Path | None) -> None:
+              ledger_dir: Path | None, engine: str, master: str | None,
+              partitions: int | None, spark_conf: tuple[str, ...]) -> None:
     """Score a log with a saved model, learning nothing from it.
 
     The detectors use what they learned (conversion ceilings, the lockstep threshold and
@@ -198,15 +211,18 @@ def apply_cmd(inputs: tuple[Path, ...], model_dir: Path, out_dir: Path, key_file
     Example:
       likelens scan monday.parquet --out mon/
       likelens apply tuesday.parquet --model mon/model --out tue/
+      likelens apply tuesday/ --model mon/model --out tue/ --engine spark --master local[4]
     """
     from likelens import api, runtime
     from likelens.privacy import load_key
 
     runtime.enable()
     key = load_key(key_file)
+    spark = _spark_options(engine, master, partitions, spark_conf)
     with err.status("applying") as status:
         run = api.apply(inputs, model=model_dir, key=key, out=out_dir, threads=threads,
                         report=not no_report, ledger=ledger_dir, max_bad_rows=None,
+                        spark=spark,
                         progress=lambda stage: status.update(f"applying: {stage}"))
     _report_run(run, profile, ledger_dir, max_bad_rows)
 

@@ -242,3 +242,17 @@ def test_a_parquet_file_cut_into_row_group_tasks_ingests_as_one_file(spark, tmp_
     assert b.events.schema.field("user_id").type == (pa.int64() if ids != "text-int-in-some-"
                                                      "row-groups" else pa.string())
     assert b.events["user_id"][0].as_py() in (0, "0")
+
+
+def test_apply_on_spark_scores_a_later_log_as_the_embedded_apply(spark, tmp_path: Path
+                                                                 ) -> None:
+    """A model fitted by one scan scores another day the same on both engines."""
+    monday = sim.write(sim.simulate(sim.load_scenario("demo", users=USERS), 21), tmp_path / "m")
+    tuesday = sim.write(sim.simulate(sim.load_scenario("demo", users=USERS), 22),
+                        tmp_path / "t")
+    fitted = api.scan([monday["events"]], key=KEY, report=False).result.model
+    embedded = api.apply([tuesday["events"]], model=fitted, key=KEY, report=False)
+    on_spark = api.apply([tuesday["events"]], model=fitted, key=KEY, report=False,
+                         spark=OPTIONS)
+    assert int(pa.compute.sum(embedded.result.engagements["flagged"]).as_py()) > 0
+    assert_same_scan(embedded, on_spark)
