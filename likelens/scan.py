@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -100,35 +100,37 @@ def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0
 
         with timer.stage("spark start", progress):
             session = spark_session.session(spark)
-    with runtime.reusing_freed_memory():
-        with timer.stage("ingest", progress):
-            if session is None:
-                ing = ingest(paths, key=key, threads=threads)
+    # A failure inside Spark becomes one EngineError line, not a JVM stack trace.
+    with nullcontext() if session is None else spark_session.spark_errors():
+        with runtime.reusing_freed_memory():
+            with timer.stage("ingest", progress):
+                if session is None:
+                    ing = ingest(paths, key=key, threads=threads)
+                else:
+                    from likelens.spark.ingest import ingest_spark
+
+                    ing = ingest_spark(session, paths, key=key, partitions=spark.partitions)
+            n_events = ing.events.num_rows
+            log = [ing.events]
+            ing.events = ing.events.schema.empty_table()
+            feats = _features(log, threads, timer, progress)
+        spark_engine = None
+        if session is not None:
+            from likelens.spark.engine import SparkEngine
+
+            feats.scale_out = spark_engine = SparkEngine(session, feats.engagements,
+                                                         spark_session.partitions_of(session))
+        try:
+            if model is not None:
+                result = _apply(feats, model, progress=progress, timer=timer,
+                                quarantine=ing.quarantine, threads=threads)
             else:
-                from likelens.spark.ingest import ingest_spark
-
-                ing = ingest_spark(session, paths, key=key, partitions=spark.partitions)
-        n_events = ing.events.num_rows
-        log = [ing.events]
-        ing.events = ing.events.schema.empty_table()
-        feats = _features(log, threads, timer, progress)
-    spark_engine = None
-    if session is not None:
-        from likelens.spark.engine import SparkEngine
-
-        feats.scale_out = spark_engine = SparkEngine(session, feats.engagements,
-                                                     spark_session.partitions_of(session))
-    try:
-        if model is not None:
-            result = _apply(feats, model, progress=progress, timer=timer,
-                            quarantine=ing.quarantine, threads=threads)
-        else:
-            result = _scan(feats, target_fpr=target_fpr, detectors=detectors,
-                           progress=progress, timer=timer, quarantine=ing.quarantine,
-                           threads=threads, params=params)
-    finally:
-        if spark_engine is not None:  # its staged tables go, whatever happened
-            spark_engine.close()
+                result = _scan(feats, target_fpr=target_fpr, detectors=detectors,
+                               progress=progress, timer=timer, quarantine=ing.quarantine,
+                               threads=threads, params=params)
+        finally:
+            if spark_engine is not None:  # its staged tables go, whatever happened
+                spark_engine.close()
     result.summary["input"] = {"files": ing.files, "rows_read": ing.rows_read,
                                "events": n_events, "quarantined": ing.quarantine.num_rows}
     result.summary["engine"] = {"name": "embedded"} if session is None else {

@@ -256,3 +256,13 @@ def test_apply_on_spark_scores_a_later_log_as_the_embedded_apply(spark, tmp_path
                          spark=OPTIONS)
     assert int(pa.compute.sum(embedded.result.engagements["flagged"]).as_py()) > 0
     assert_same_scan(embedded, on_spark)
+
+
+def test_a_failure_inside_spark_is_one_engine_error_line(spark) -> None:
+    from likelens.errors import EngineError
+    from likelens.spark.session import spark_errors
+
+    with pytest.raises(EngineError) as failed, spark_errors():
+        spark.sql("SELECT * FROM no_such_table").collect()
+    assert str(failed.value).startswith("Spark failed: ")
+    assert "\n" not in str(failed.value)

@@ -48,8 +48,12 @@ from likelens.schema import ID_COLUMNS
 
 # What a task tells the driver about its piece: where it staged it, how many file rows it
 # spans and its id types, or the input error that stopped it.
-META_DDL = ("file_idx int, first_row bigint, n_rows bigint, types string, staged string, "
-            "error_kind string, error string")
+_META_SCHEMA = pa.schema([("file_idx", pa.int32()), ("first_row", pa.int64()),
+                          ("n_rows", pa.int64()), ("types", pa.string()),
+                          ("staged", pa.string()), ("error_kind", pa.string()),
+                          ("error", pa.string())])
+_SPARK_TYPES = {pa.int32(): "int", pa.int64(): "bigint", pa.string(): "string"}
+META_DDL = ", ".join(f"{f.name} {_SPARK_TYPES[f.type]}" for f in _META_SCHEMA)
 TASK_ROWS = 2_000_000  # a large Parquet file is cut into tasks of about this many rows
 
 
@@ -84,12 +88,6 @@ def _one_task(task: dict[str, Any], key: bytes, staging: Path) -> pa.RecordBatch
              "types": json.dumps({c: str(piece.good.schema.field(c).type)
                                   for c in ID_COLUMNS})}
     return pa.RecordBatch.from_pylist([line], schema=_META_SCHEMA)
-
-
-_META_SCHEMA = pa.schema([("file_idx", pa.int32()), ("first_row", pa.int64()),
-                          ("n_rows", pa.int64()), ("types", pa.string()),
-                          ("staged", pa.string()), ("error_kind", pa.string()),
-                          ("error", pa.string())])
 
 
 def _write(table: pa.Table, path: Path) -> None:
@@ -201,9 +199,11 @@ def _assembled(lines: pa.Table, files: Sequence[Path]) -> IngestResult:
     goods: list[pa.Table] = []
     quarantined: list[pa.Table] = []
     offset = 0
-    rows = lines.to_pylist()
+    by_file: dict[int, list[dict[str, Any]]] = {}
+    for r in lines.to_pylist():  # in file, then first-row order
+        by_file.setdefault(r["file_idx"], []).append(r)
     for idx in range(len(files)):
-        pieces = [r for r in rows if r["file_idx"] == idx]
+        pieces = by_file.get(idx, [])
         parts = []
         for r in pieces:
             stem = Path(r["staged"])

@@ -111,6 +111,19 @@ def _stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
+@contextmanager
+def spark_errors() -> Iterator[None]:
+    """A failure inside Spark (a lost executor, a task that raised) as one ``EngineError``
+    line instead of a JVM stack trace; LikeLens's own errors pass through as they are."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except (PySparkException, Py4JError) as exc:
+        raise EngineError(f"Spark failed: {_first_line(exc)}") from exc
+
+
 def partitions_of(spark: Any) -> int:
     """How many partitions a stage's work is cut into: the session's shuffle partitions."""
     return int(spark.conf.get("spark.sql.shuffle.partitions"))
