@@ -222,29 +222,32 @@ def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = Non
 class Piece:
     """One file (or a run of a Parquet file's row groups) read and coerced: its canonical
     rows with their file row numbers (``_file_row``), its quarantine, the rows it spans, and
-    which rows had no event id of their own (numbered from ``offset``)."""
+    (when asked for) which rows had no event id of their own and were numbered from
+    ``offset``."""
 
     good: pa.Table
     quarantine: pa.Table
     n_rows: int
-    default_ids: pa.Array
+    default_ids: pa.Array | None = None
 
 
 def read_piece(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes,
-               offset: int) -> Piece:
+               offset: int, *, mark_default_ids: bool = False) -> Piece:
     """Coerce, pseudonymise and split one file as read: the per-file half of ``ingest``,
-    which a scale-out engine runs on its workers."""
+    which a scale-out engine runs on its workers (and asks which ids it numbered, to number
+    them again input-wide)."""
     table, malformed = _coerce(con, path, raw, key)
     n_rows = max([raw.table.num_rows + len(raw.malformed)] +
                  [r + 1 for r, _, _ in raw.malformed])
     del raw
-    no_id = (pc.is_null(table["event_id"]) if "event_id" in table.column_names
-             else pa.repeat(pa.scalar(True), table.num_rows))
-    default_ids = pc.filter(no_id, pc.is_null(table["_reason"]))
+    default_ids = None
+    if mark_default_ids:
+        no_id = (pc.is_null(table["event_id"]) if "event_id" in table.column_names
+                 else pa.repeat(pa.scalar(True), table.num_rows))
+        kept = pc.filter(no_id, pc.is_null(table["_reason"]))
+        default_ids = kept.combine_chunks() if isinstance(kept, pa.ChunkedArray) else kept
     good, bad = _split(table, path, offset)
-    return Piece(good, pa.concat_tables([malformed, bad]), n_rows,
-                 default_ids.combine_chunks() if isinstance(default_ids, pa.ChunkedArray)
-                 else default_ids)
+    return Piece(good, pa.concat_tables([malformed, bad]), n_rows, default_ids)
 
 
 def assemble(con: duckdb.DuckDBPyConnection, goods: list[pa.Table], sources: list[str],

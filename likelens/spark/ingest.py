@@ -75,7 +75,7 @@ def _one_task(task: dict[str, Any], key: bytes, staging: Path) -> pa.RecordBatch
             raw = READERS[SUFFIXES[path.suffix.lower()]](path)
         else:
             raw = read_parquet_row_groups(path, json.loads(task["groups"]), first)
-        piece = read_piece(_local_con(), path, raw, key, 0)
+        piece = read_piece(_local_con(), path, raw, key, 0, mark_default_ids=True)
     except LikeLensError as exc:
         line |= {"error_kind": type(exc).__name__, "error": str(exc)}
         return pa.RecordBatch.from_pylist([line], schema=_META_SCHEMA)
