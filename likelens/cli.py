@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from likelens import __version__
-from likelens.errors import EngineError, InputError, LikeLensError, SettingError
+from likelens.errors import InputError, LikeLensError, SettingError
 
 if TYPE_CHECKING:
     from likelens.api import Run
@@ -173,15 +173,13 @@ def _spark_options(engine: str, master: str | None, partitions: int | None,
                    conf: tuple[str, ...]) -> SparkOptions | None:
     """``--engine spark``'s settings, checked before anything runs (exit 2 with what to
     install when Spark cannot run here)."""
-    from likelens.spark.session import INSTALL, SparkOptions, missing
+    from likelens.spark.session import SparkOptions, require
 
     if engine != "spark":
         if conf or partitions is not None or master is not None:
             raise SettingError("--master, --partitions and --spark-conf need --engine spark")
         return None
-    gaps = missing()
-    if gaps:
-        raise EngineError(f"--engine spark needs {', '.join(gaps)}: {INSTALL}")
+    require()
     pairs = {}
     for item in conf:
         k, sep, v = item.partition("=")

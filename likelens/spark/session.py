@@ -46,6 +46,14 @@ def missing() -> list[str]:
     return gaps
 
 
+def require() -> None:
+    """Refuse ``--engine spark`` here (exit 2) when something it needs is missing, naming
+    what to install."""
+    gaps = missing()
+    if gaps:
+        raise EngineError(f"--engine spark needs {', '.join(gaps)}: {INSTALL}")
+
+
 def session(options: SparkOptions | None = None) -> Any:
     """The process's Spark session, started on first use with LikeLens's settings.
 
@@ -54,9 +62,7 @@ def session(options: SparkOptions | None = None) -> Any:
     web UI and the console progress bar are off and Spark's own logging is quiet, so the
     terminal shows LikeLens's progress only.
     """
-    gaps = missing()
-    if gaps:
-        raise EngineError(f"--engine spark needs {', '.join(gaps)}: {INSTALL}")
+    require()
     options = options or SparkOptions()
     from pyspark.sql import SparkSession
 
