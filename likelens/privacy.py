@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens.errors import InputError
+from likelens.ipv6 import parse_ipv6
 
 DEMO_KEY = b"likelens-demo-key-do-not-use-in-production"
 KEY_ENV = "LIKELENS_KEY"
@@ -67,7 +67,12 @@ def _mac_key(key: bytes) -> bytes:
     return key if len(key) <= 64 else hashlib.sha256(key).digest()
 
 
-Spread = Callable[[list, pa.DataType], pa.ChunkedArray]  # type: ignore[type-arg]
+# Spreads one value per distinct text (a list, or an Arrow array) back to the rows.
+Spread = Callable[[list | pa.Array, pa.DataType], pa.ChunkedArray]  # type: ignore[type-arg]
+
+
+def _as_array(per: list | pa.Array, type_: pa.DataType) -> pa.Array:  # type: ignore[type-arg]
+    return per if isinstance(per, pa.Array) else pa.array(per, type=type_)
 
 
 def _distinct(column: pa.ChunkedArray) -> tuple[pa.Array, Spread]:
@@ -83,8 +88,9 @@ def _distinct(column: pa.ChunkedArray) -> tuple[pa.Array, Spread]:
                   else pa.array([], column.type.value_type))
         texts = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
 
-        def spread(per: list, type_: pa.DataType) -> pa.ChunkedArray:  # type: ignore[type-arg]
-            table = pa.array(per, type=type_)
+        def spread(per: list | pa.Array,  # type: ignore[type-arg]
+                   type_: pa.DataType) -> pa.ChunkedArray:
+            table = _as_array(per, type_)
             if pa.types.is_string(type_):  # stay dictionary-encoded: no per-row strings
                 return pa.chunked_array([pa.DictionaryArray.from_arrays(ch.indices, table)
                                          for ch in col.chunks])
@@ -103,8 +109,9 @@ def _distinct(column: pa.ChunkedArray) -> tuple[pa.Array, Spread]:
     encoded = pc.dictionary_encode(flat)
     uniques, idx = encoded.dictionary, encoded.indices
 
-    def spread_plain(per: list, type_: pa.DataType) -> pa.ChunkedArray:  # type: ignore[type-arg]
-        return pa.chunked_array([pc.take(pa.array(per, type=type_), idx)], type=type_)
+    def spread_plain(per: list | pa.Array,  # type: ignore[type-arg]
+                     type_: pa.DataType) -> pa.ChunkedArray:
+        return pa.chunked_array([pc.take(_as_array(per, type_), idx)], type=type_)
     return uniques, spread_plain
 
 
@@ -145,92 +152,119 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
     sit: the /24 again for IPv4, the /64 for IPv6, because a carrier's /48 pools thousands of
     phones (each with a /64 of its own) while a farm's accounts share one /64.
 
-    IPv4 addresses are parsed and packed with vectorised Arrow kernels; only the rest (IPv6,
-    junk) goes through ``ipaddress``. An unparseable address still gets a hash of its text (so
-    the quarantine never holds it in clear) but no prefix hash, and is_valid is false.
+    Dotted quads and plain IPv6 text (nearly all traffic) are parsed by vectorised kernels
+    (Arrow for IPv4, ``likelens.ipv6`` for IPv6); only the rest (embedded IPv4, zone ids, junk)
+    goes through ``ipaddress``. The keyed hashes are one BLAKE2b call per distinct address
+    and per distinct prefix, over messages laid out in one buffer, and their hex text is
+    written straight into an Arrow buffer: mobile traffic's millions of distinct addresses
+    never become Python strings. An unparseable address still gets a hash of its text (so the
+    quarantine never holds it in clear) but no prefix hash, and is_valid is false.
     """
     texts, spread = _distinct(column)
-    ok, packed = _parse_v4(texts)
-    mac = _mac_key(key)
-    blake = hashlib.blake2b
     m = len(texts)
-    h = np.full(m, None, dtype=object)
-    n = np.full(m, None, dtype=object)
-    sub = np.full(m, None, dtype=object)
-    v4 = np.flatnonzero(ok)
-    raw = packed[v4].astype(">u4").tobytes()
-    h[v4] = [blake(b"ip:" + raw[4 * j:4 * j + 4], key=mac, digest_size=8).hexdigest()
-             for j in range(len(v4))]
-    n[v4] = sub[v4] = _prefix_hashes(packed[v4] & np.uint32(0xFFFFFF00), 4, b"\x18", mac)
-    others = np.flatnonzero(~ok)
-    valid = ok.copy()
+    mac = _mac_key(key)
+    v4, packed4 = _parse_v4(texts)
+    v6, packed6 = parse_ipv6(texts)
+    v6 &= ~v4
     blank = np.zeros(m, dtype=bool)
+    bad_hash: dict[int, bytes] = {}
+    others = np.flatnonzero(~(v4 | v6))
     if len(others):
-        other_texts = texts.take(pa.array(others))
-        # Plain hex-and-colon IPv6 (nearly all of it) is parsed by inet_pton, twenty times
-        # faster than ``ipaddress`` and in agreement with it on such text (fuzzed: 500,000
-        # strings, no disagreement); anything else (embedded IPv4, zone ids) takes ipaddress.
-        plain6 = pc.match_substring_regex(other_texts, r"^[0-9A-Fa-f:]*:[0-9A-Fa-f:]*$")
-        plain6 = plain6.to_numpy(zero_copy_only=False)
-        at6: list[int] = []
-        packed6: list[bytes] = []
-        net_cache: dict[bytes, str] = {}
-        for i, text, fast in zip(others.tolist(), other_texts.to_pylist(), plain6.tolist(),
-                                 strict=True):
+        for i, text in zip(others.tolist(), texts.take(pa.array(others)).to_pylist(),
+                           strict=True):
             if not text:  # blank: no address at all
                 blank[i] = True
                 continue
-            p = None
-            if fast:
-                try:
-                    p = socket.inet_pton(socket.AF_INET6, text)
-                except OSError:
-                    p = None
-            if p is None:
-                try:
-                    p = ipaddress.ip_address(text).packed
-                except ValueError:
-                    h[i] = keyed_hash(key, b"bad:" + text.encode())
-                    continue
-            valid[i] = True
+            try:
+                p = ipaddress.ip_address(text).packed
+            except ValueError:
+                bad_hash[i] = hashlib.blake2b(b"bad:" + text.encode(), key=mac,
+                                              digest_size=8).digest()
+                continue
             if len(p) == 16:
-                at6.append(i)
-                packed6.append(p)
+                v6[i] = True
+                packed6[i] = np.frombuffer(p, dtype=np.uint8)
             else:  # an IPv4 that was not a plain dotted quad (rare)
-                h[i] = blake(b"ip:" + p, key=mac, digest_size=8).hexdigest()
-                n[i] = sub[i] = _cached(net_cache, b"net:" + p[:3] + b"\x00\x18", mac)
-        if at6:
-            # Carrier pools give millions of distinct IPv6 addresses: only the address hash
-            # is per address; the /48 and /64 (the same bytes ``ip_network`` gives) are cut
-            # from the packed addresses as integers and hashed once per distinct prefix.
-            idx = np.array(at6, dtype=np.int64)
-            h[idx] = [blake(b"ip:" + p, key=mac, digest_size=8).hexdigest() for p in packed6]
-            top = np.frombuffer(b"".join(p[:8] for p in packed6), dtype=">u8")
-            n[idx] = _prefix_hashes(top >> np.uint64(16), 6, bytes(10) + b"\x30", mac)
-            sub[idx] = _prefix_hashes(top, 8, bytes(8) + b"\x40", mac)
-    ok_values = np.where(blank, None, valid).tolist()
-    return (spread(h.tolist(), pa.string()), spread(n.tolist(), pa.string()),
-            spread(sub.tolist(), pa.string()), spread(ok_values, pa.bool_()))
+                v4[i] = True
+                packed4[i] = int.from_bytes(p, "big")
+    h = np.zeros((m, 8), dtype=np.uint8)
+    n = np.zeros((m, 8), dtype=np.uint8)
+    sub = np.zeros((m, 8), dtype=np.uint8)
+    at4 = np.flatnonzero(v4)
+    quad = packed4[at4].astype(">u4").view(np.uint8).reshape(-1, 4)
+    h[at4] = _digests(b"ip:", quad, mac)
+    n[at4] = sub[at4] = _prefix_digests(packed4[at4] & np.uint32(0xFFFFFF00), 4, b"\x18", mac)
+    at6 = np.flatnonzero(v6)
+    # The /48 and /64 are the same bytes ``ip_network`` gives, cut from the packed addresses
+    # as integers and hashed once per distinct prefix.
+    top = np.ascontiguousarray(packed6[at6, :8]).view(">u8").ravel()
+    h[at6] = _digests(b"ip:", packed6[at6], mac)
+    n[at6] = _prefix_digests(top >> np.uint64(16), 6, bytes(10) + b"\x30", mac)
+    sub[at6] = _prefix_digests(top, 8, bytes(8) + b"\x40", mac)
+    for i, digest in bad_hash.items():
+        h[i] = np.frombuffer(digest, dtype=np.uint8)
+    valid = v4 | v6
+    ok_values = pa.array(valid, mask=blank)
+    return (spread(_hex(h, ~blank), pa.string()), spread(_hex(n, valid), pa.string()),
+            spread(_hex(sub, valid), pa.string()), spread(ok_values, pa.bool_()))
 
 
-def _prefix_hashes(prefix: np.ndarray, width: int, suffix: bytes, mac: bytes) -> np.ndarray:
+def _digests(label: bytes, body: np.ndarray, mac: bytes) -> np.ndarray:
+    """Keyed BLAKE2b (8 bytes) of ``label`` + each row of ``body`` (uint8, one message a row),
+    as an (n, 8) uint8 array. The messages are one buffer, so each call is a slice of it."""
+    k = len(body)
+    if k == 0:
+        return np.zeros((0, 8), dtype=np.uint8)
+    step = len(label) + body.shape[1]
+    msg = np.empty((k, step), dtype=np.uint8)
+    msg[:, :len(label)] = np.frombuffer(label, dtype=np.uint8)
+    msg[:, len(label):] = body
+    buf = memoryview(msg.tobytes())
+    # The key is one compressed block of its own: copying a keyed state that has taken it
+    # halves the cost of each hash against keying every call.
+    copy = hashlib.blake2b(key=mac, digest_size=8).copy
+
+    def one(part: memoryview) -> bytes:
+        h = copy()
+        h.update(part)
+        return h.digest()
+
+    out = b"".join([one(buf[i:i + step]) for i in range(0, len(buf), step)])
+    return np.frombuffer(out, dtype=np.uint8).reshape(k, 8)
+
+
+def _prefix_digests(prefix: np.ndarray, width: int, suffix: bytes, mac: bytes) -> np.ndarray:
     """Keyed hash of ``net:`` + each prefix (``width`` big-endian bytes) + ``suffix``, computed
-    once per distinct prefix and spread back (an object array, one hash per input)."""
+    once per distinct prefix and spread back ((n, 8) uint8, one digest per input)."""
     if len(prefix) == 0:
-        return np.empty(0, dtype=object)
+        return np.zeros((0, 8), dtype=np.uint8)
     uniq, inverse = np.unique(prefix, return_inverse=True)
-    hashes = np.array([hashlib.blake2b(b"net:" + int(u).to_bytes(width, "big") + suffix,
-                                       key=mac, digest_size=8).hexdigest() for u in uniq],
-                      dtype=object)
-    return hashes[inverse.ravel()]
+    wide = uniq.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - width:]
+    tail = np.broadcast_to(np.frombuffer(suffix, dtype=np.uint8), (len(uniq), len(suffix)))
+    return _digests(b"net:", np.hstack([wide, tail]), mac)[inverse.ravel()]
 
 
-def _cached(cache: dict[bytes, str], data: bytes, mac: bytes) -> str:
-    """Keyed hash of ``data``, computed once per distinct value."""
-    out = cache.get(data)
-    if out is None:
-        out = cache[data] = hashlib.blake2b(data, key=mac, digest_size=8).hexdigest()
-    return out
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex(digests: np.ndarray, present: np.ndarray) -> pa.Array:
+    """16-hex-digit text of each 8-byte digest (what ``hexdigest`` gives), null where not
+    ``present``, written into one Arrow buffer."""
+    k = len(digests)
+    chars = np.empty((k, 16), dtype=np.uint8)
+    chars[:, 0::2] = _HEX[digests >> 4]
+    chars[:, 1::2] = _HEX[digests & 15]
+    offsets = np.arange(k + 1, dtype=np.int64) * 16
+    if k * 16 < 2**31:
+        offsets = offsets.astype(np.int32)
+        kind = pa.string()
+    else:
+        kind = pa.large_string()
+    nulls = int(k - np.count_nonzero(present))
+    bitmap = pa.py_buffer(np.packbits(present, bitorder="little")) if nulls else None
+    arr = pa.Array.from_buffers(kind, k, [bitmap, pa.py_buffer(offsets),
+                                          pa.py_buffer(chars)], null_count=nulls)
+    return arr if kind == pa.string() else arr.cast(pa.string())
 
 
 def pseudonymise_text(column: pa.ChunkedArray, key: bytes, label: bytes) -> pa.Array:

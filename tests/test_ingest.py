@@ -298,3 +298,29 @@ def test_a_directory_mixing_parquet_and_csv_reads_as_one_log(tmp_path: Path, key
     assert r.events["action"].to_pylist() == ["view", "like", "like"]
     assert r.events["region"].to_pylist() == ["PL", "PL", "DE"]
     assert r.events["ip_hash"].null_count == 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(
+    st.ip_addresses(v=6).map(str), st.ip_addresses(v=6).map(lambda a: a.exploded),
+    st.ip_addresses(v=6).map(lambda a: str(a).upper()),
+    st.text(alphabet="0123456789abcdefABCDEFG:", max_size=42), st.none()), max_size=60))
+def test_ipv6_kernel_accepts_only_what_inet_pton_does(texts) -> None:
+    """likelens.ipv6 parses plain IPv6 text itself: whatever it accepts, inet_pton accepts
+    with the same 16 bytes, and every well-formed plain address is accepted (else it would
+    fall back to the slow path)."""
+    import socket
+
+    import pyarrow as pa
+
+    from likelens.ipv6 import parse_ipv6
+
+    ok, packed = parse_ipv6(pa.array(texts, pa.string()))
+    for text, parsed, got in zip(texts, ok.tolist(), packed, strict=True):
+        try:
+            want = socket.inet_pton(socket.AF_INET6, text) if text is not None else None
+        except OSError:
+            want = None
+        assert parsed == (want is not None), text
+        if parsed:
+            assert got.tobytes() == want, text
