@@ -111,7 +111,10 @@ def _distinct(column: pa.ChunkedArray) -> tuple[pa.Array, Spread]:
 
     def spread_plain(per: list | pa.Array,  # type: ignore[type-arg]
                      type_: pa.DataType) -> pa.ChunkedArray:
-        return pa.chunked_array([pc.take(_as_array(per, type_), idx)], type=type_)
+        table = _as_array(per, type_)
+        if pa.types.is_string(type_):  # dictionary-encoded: 4 bytes a row, not 20
+            return pa.chunked_array([pa.DictionaryArray.from_arrays(idx, table)])
+        return pa.chunked_array([pc.take(table, idx)], type=type_)
     return uniques, spread_plain
 
 
@@ -197,10 +200,12 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
     at6 = np.flatnonzero(v6)
     # The /48 and /64 are the same bytes ``ip_network`` gives, cut from the packed addresses
     # as integers and hashed once per distinct prefix.
+    # One sort finds the distinct /64s; the /48s are found among those.
     top = np.ascontiguousarray(packed6[at6, :8]).view(">u8").ravel()
     h[at6] = _digests(b"ip:", packed6[at6], mac)
-    n[at6] = _prefix_digests(top >> np.uint64(16), 6, bytes(10) + b"\x30", mac)
-    sub[at6] = _prefix_digests(top, 8, bytes(8) + b"\x40", mac)
+    site, at_site = np.unique(top, return_inverse=True)
+    n[at6] = _prefix_digests(site >> np.uint64(16), 6, bytes(10) + b"\x30", mac)[at_site]
+    sub[at6] = _prefix_digests(site, 8, bytes(8) + b"\x40", mac)[at_site]
     for i, digest in bad_hash.items():
         h[i] = np.frombuffer(digest, dtype=np.uint8)
     valid = v4 | v6
