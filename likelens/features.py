@@ -20,6 +20,7 @@ from likelens import viewindex
 from likelens.arrays import distinct_per_key
 from likelens.engine import DuckDBEngine, Engine, connect
 from likelens.ingest import shared_dictionaries
+from likelens.ingest.dictionaries import distinct_dictionaries
 from likelens.schema import ACTIONS
 
 SESSION_MS = 10 * 60_000  # views this close (in whole minutes) count as the feed session
@@ -264,9 +265,7 @@ def _plain_if_sparse(table: pa.Table) -> pa.Table:
     for i, name in enumerate(table.column_names):
         col = table[name]
         if pa.types.is_dictionary(col.type):
-            sizes = {(ch.dictionary.buffers()[-1].address if ch.dictionary.buffers()[-1]
-                      else 0, len(ch.dictionary)) for ch in col.chunks}
-            if sum(size for _, size in sizes) > table.num_rows:
+            if sum(len(d) for d in distinct_dictionaries(col).values()) > table.num_rows:
                 table = table.set_column(i, name, pc.cast(col, col.type.value_type))
     return table
 

@@ -181,8 +181,7 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
             try:
                 p = ipaddress.ip_address(text).packed
             except ValueError:
-                bad_hash[i] = hashlib.blake2b(b"bad:" + text.encode(), key=mac,
-                                              digest_size=8).digest()
+                bad_hash[i] = bytes.fromhex(keyed_hash(key, b"bad:" + text.encode()))
                 continue
             if len(p) == 16:
                 v6[i] = True
@@ -199,13 +198,13 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
     n[at4] = sub[at4] = _prefix_digests(packed4[at4] & np.uint32(0xFFFFFF00), 4, b"\x18", mac)
     at6 = np.flatnonzero(v6)
     # The /48 and /64 are the same bytes ``ip_network`` gives, cut from the packed addresses
-    # as integers and hashed once per distinct prefix.
-    # One sort finds the distinct /64s; the /48s are found among those.
+    # as integers and hashed once per distinct prefix: one sort finds the distinct /64s, and
+    # the /48s are found among those.
     top = np.ascontiguousarray(packed6[at6, :8]).view(">u8").ravel()
     h[at6] = _digests(b"ip:", packed6[at6], mac)
     site, at_site = np.unique(top, return_inverse=True)
     n[at6] = _prefix_digests(site >> np.uint64(16), 6, bytes(10) + b"\x30", mac)[at_site]
-    sub[at6] = _prefix_digests(site, 8, bytes(8) + b"\x40", mac)[at_site]
+    sub[at6] = _net_digests(site, 8, bytes(8) + b"\x40", mac)[at_site]
     for i, digest in bad_hash.items():
         h[i] = np.frombuffer(digest, dtype=np.uint8)
     valid = v4 | v6
@@ -241,12 +240,15 @@ def _digests(label: bytes, body: np.ndarray, mac: bytes) -> np.ndarray:
 def _prefix_digests(prefix: np.ndarray, width: int, suffix: bytes, mac: bytes) -> np.ndarray:
     """Keyed hash of ``net:`` + each prefix (``width`` big-endian bytes) + ``suffix``, computed
     once per distinct prefix and spread back ((n, 8) uint8, one digest per input)."""
-    if len(prefix) == 0:
-        return np.zeros((0, 8), dtype=np.uint8)
     uniq, inverse = np.unique(prefix, return_inverse=True)
-    wide = uniq.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - width:]
-    tail = np.broadcast_to(np.frombuffer(suffix, dtype=np.uint8), (len(uniq), len(suffix)))
-    return _digests(b"net:", np.hstack([wide, tail]), mac)[inverse.ravel()]
+    return _net_digests(uniq, width, suffix, mac)[inverse.ravel()]
+
+
+def _net_digests(prefix: np.ndarray, width: int, suffix: bytes, mac: bytes) -> np.ndarray:
+    """Keyed hash of ``net:`` + each prefix (``width`` big-endian bytes) + ``suffix``."""
+    wide = prefix.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - width:]
+    tail = np.broadcast_to(np.frombuffer(suffix, dtype=np.uint8), (len(prefix), len(suffix)))
+    return _digests(b"net:", np.hstack([wide, tail]), mac)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

@@ -24,11 +24,7 @@ def shared_dictionaries(events: pa.Table) -> pa.Table:
         if not pa.types.is_dictionary(col.type) or col.num_chunks < 2:
             columns.append(col)
             continue
-        distinct: dict[tuple[int, int, int], pa.Array] = {}
-        for ch in col.chunks:  # chunks built on one dictionary share its buffers
-            d = ch.dictionary
-            distinct.setdefault((d.buffers()[-1].address if d.buffers()[-1] else 0,
-                                 d.offset, len(d)), d)
+        distinct = distinct_dictionaries(col)
         if len(distinct) == 1:
             columns.append(col)
             continue
@@ -37,11 +33,24 @@ def shared_dictionaries(events: pa.Table) -> pa.Table:
                  for k, d in distinct.items()}
         chunks = []
         for ch in col.chunks:
-            d = ch.dictionary
-            k = (d.buffers()[-1].address if d.buffers()[-1] else 0, d.offset, len(d))
+            k = _identity(ch.dictionary)
             chunks.append(pa.DictionaryArray.from_arrays(remap[k].take(ch.indices), values))
         columns.append(pa.chunked_array(chunks, col.type))
     return pa.table(columns, names=events.column_names)
+
+
+def _identity(d: pa.Array) -> tuple[int, int, int]:
+    """Chunks built on one dictionary share its buffers: (data address, offset, length)."""
+    data = d.buffers()[-1]
+    return (data.address if data else 0, d.offset, len(d))
+
+
+def distinct_dictionaries(col: pa.ChunkedArray) -> dict[tuple[int, int, int], pa.Array]:
+    """The distinct dictionaries of a dictionary column's chunks, by identity."""
+    distinct: dict[tuple[int, int, int], pa.Array] = {}
+    for ch in col.chunks:
+        distinct.setdefault(_identity(ch.dictionary), ch.dictionary)
+    return distinct
 
 
 def unify_ids(tables: list[pa.Table]) -> list[pa.Table]:
