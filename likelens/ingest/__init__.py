@@ -205,17 +205,15 @@ def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = Non
     files = discover(paths)
     con = connect(threads)
     goods: list[pa.Table] = []
-    sources: list[str] = []
     quarantined: list[pa.Table] = []
     offset = 0
     for path in files:
         piece = read_piece(con, path, READERS[SUFFIXES[path.suffix.lower()]](path), key,
                            offset)
         goods.append(piece.good)
-        sources.append(str(path))
         quarantined.append(piece.quarantine)
         offset += piece.n_rows
-    return assemble(con, goods, sources, quarantined, [str(f) for f in files], offset)
+    return assemble(con, goods, quarantined, [str(f) for f in files], offset)
 
 
 @dataclass
@@ -250,10 +248,11 @@ def read_piece(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: by
     return Piece(good, pa.concat_tables([malformed, bad]), n_rows, default_ids)
 
 
-def assemble(con: duckdb.DuckDBPyConnection, goods: list[pa.Table], sources: list[str],
+def assemble(con: duckdb.DuckDBPyConnection, goods: list[pa.Table],
              quarantined: list[pa.Table], files: list[str], rows_read: int) -> IngestResult:
     """The input-wide half of ``ingest``: one type per id column, one table in input order,
-    repeated event ids quarantined (the first row keeps its id), the quarantine sorted."""
+    repeated event ids quarantined (the first row keeps its id), the quarantine sorted.
+    ``goods`` holds one table per file of ``files``, in the same order."""
     quarantined = list(quarantined)
     goods = unify_text(unify_ids(goods))
     events = pa.concat_tables(goods, promote_options="permissive")
@@ -265,7 +264,7 @@ def assemble(con: duckdb.DuckDBPyConnection, goods: list[pa.Table], sources: lis
         rows = events.take(pa.array(dup))
         file_of = np.searchsorted(sizes, dup, side="right") - 1
         quarantined.append(pa.table({
-            "source": pa.array([sources[f] for f in file_of], pa.string()),
+            "source": pa.array([files[f] for f in file_of], pa.string()),
             "row": pa.array(_file_rows(goods, dup, sizes, file_of), pa.int64()),
             "raw": pa.array([json.dumps({k: r[k] for k in ("event_id", "ts", "user_id",
                                                             "action", "video_id")},

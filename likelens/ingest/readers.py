@@ -63,13 +63,16 @@ def redact(text: str, key: bytes) -> str:
 _PARQUET_DICTIONARIES = ("ip", "device_id", "region", "action")
 
 
+def _dictionary_columns(path: Path) -> list[str]:
+    """The text columns to decode straight from Parquet's dictionary pages: pseudonymising
+    and validating then touch each distinct value once, never each row."""
+    names = set(pq.read_schema(path).names)
+    return [c for c in _PARQUET_DICTIONARIES if c in names]
+
+
 def _read_parquet(path: Path) -> RawFile:
     try:
-        # Text columns decode straight from Parquet's dictionary pages: pseudonymising and
-        # validating then touch each distinct value once, never each row.
-        names = set(pq.read_schema(path).names)
-        table = pq.read_table(path, read_dictionary=[c for c in _PARQUET_DICTIONARIES
-                                                     if c in names])
+        table = pq.read_table(path, read_dictionary=_dictionary_columns(path))
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"unreadable Parquet file ({exc})", file=str(path)) from None
     return RawFile(table, [])
@@ -80,8 +83,7 @@ def read_parquet_row_groups(path: Path, groups: Sequence[int], first_row: int) -
     their rows numbered from ``first_row`` (the file's row number of the first one): how a
     scale-out engine cuts one large file into tasks."""
     try:
-        pf = pq.ParquetFile(path, read_dictionary=[c for c in _PARQUET_DICTIONARIES
-                                                   if c in pq.read_schema(path).names])
+        pf = pq.ParquetFile(path, read_dictionary=_dictionary_columns(path))
         table = pf.read_row_groups(list(groups))
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"unreadable Parquet file ({exc})", file=str(path)) from None

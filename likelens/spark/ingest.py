@@ -109,7 +109,8 @@ def _tasks(files: Sequence[Path], slots: int, *, ids: Sequence[int] | None = Non
     rows: list[dict[str, Any]] = []
     total = 0
     metas = {}
-    for i, f in zip(ids if ids is not None else range(len(files)), files, strict=True):
+    ids = list(ids) if ids is not None else list(range(len(files)))
+    for i, f in zip(ids, files, strict=True):
         if cut and SUFFIXES[f.suffix.lower()] == "parquet":
             try:
                 metas[i] = pq.ParquetFile(f).metadata
@@ -117,7 +118,7 @@ def _tasks(files: Sequence[Path], slots: int, *, ids: Sequence[int] | None = Non
             except (OSError, pa.ArrowException):
                 pass  # unreadable: the task says so, with the embedded ingest's words
     target = max(1, min(TASK_ROWS, total // max(1, slots)))
-    for i, f in zip(ids if ids is not None else range(len(files)), files, strict=True):
+    for i, f in zip(ids, files, strict=True):
         md = metas.get(i)
         if md is None or md.num_row_groups < 2:
             rows.append({"file_idx": i, "path": str(f), "groups": None, "first_row": 0})
@@ -212,8 +213,7 @@ def _assembled(lines: pa.Table, files: Sequence[Path]) -> IngestResult:
             quarantined.append(_read_staged(stem.with_suffix(".quarantine.arrow")))
         goods.append(pa.concat_tables(parts, promote_options="permissive"))
         offset += sum(r["n_rows"] for r in pieces)
-    return assemble(connect(1), goods, [str(f) for f in files], quarantined,
-                    [str(f) for f in files], offset)
+    return assemble(connect(1), goods, quarantined, [str(f) for f in files], offset)
 
 
 def _numbered(good: pa.Table, offset: int) -> pa.Table:
