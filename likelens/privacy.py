@@ -193,18 +193,21 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
     n = np.zeros((m, 8), dtype=np.uint8)
     sub = np.zeros((m, 8), dtype=np.uint8)
     at4 = np.flatnonzero(v4)
-    quad = packed4[at4].astype(">u4").view(np.uint8).reshape(-1, 4)
-    h[at4] = _digests(b"ip:", quad, mac)
-    n[at4] = sub[at4] = _prefix_digests(packed4[at4] & np.uint32(0xFFFFFF00), 4, b"\x18", mac)
+    if len(at4):  # (each family's steps have a fixed cost the service's batches notice)
+        quad = packed4[at4].astype(">u4").view(np.uint8).reshape(-1, 4)
+        h[at4] = _digests(b"ip:", quad, mac)
+        n[at4] = sub[at4] = _prefix_digests(packed4[at4] & np.uint32(0xFFFFFF00), 4, b"\x18",
+                                            mac)
     at6 = np.flatnonzero(v6)
-    # The /48 and /64 are the same bytes ``ip_network`` gives, cut from the packed addresses
-    # as integers and hashed once per distinct prefix: one sort finds the distinct /64s, and
-    # the /48s are found among those.
-    top = np.ascontiguousarray(packed6[at6, :8]).view(">u8").ravel()
-    h[at6] = _digests(b"ip:", packed6[at6], mac)
-    site, at_site = np.unique(top, return_inverse=True)
-    n[at6] = _prefix_digests(site >> np.uint64(16), 6, bytes(10) + b"\x30", mac)[at_site]
-    sub[at6] = _net_digests(site, 8, bytes(8) + b"\x40", mac)[at_site]
+    if len(at6):
+        # The /48 and /64 are the same bytes ``ip_network`` gives, cut from the packed
+        # addresses as integers and hashed once per distinct prefix: one sort finds the
+        # distinct /64s, and the /48s are found among those.
+        top = np.ascontiguousarray(packed6[at6, :8]).view(">u8").ravel()
+        h[at6] = _digests(b"ip:", packed6[at6], mac)
+        site, at_site = np.unique(top, return_inverse=True)
+        n[at6] = _prefix_digests(site >> np.uint64(16), 6, bytes(10) + b"\x30", mac)[at_site]
+        sub[at6] = _net_digests(site, 8, bytes(8) + b"\x40", mac)[at_site]
     for i, digest in bad_hash.items():
         h[i] = np.frombuffer(digest, dtype=np.uint8)
     valid = v4 | v6
