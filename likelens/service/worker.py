@@ -29,6 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -69,6 +70,9 @@ class Batch:
     ack: list[bytes] = field(default_factory=list)
     arrived: dict[str, float] | None = None  # per event id, when it entered the stream
     lines: list[bytes] | None = None
+    # The events' ids (as text) and actions, read out once per micro-batch, not per request.
+    ids: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -203,8 +207,9 @@ class Worker:
                 events, q = parse_lines(lines, source="redis", key=self.key)
                 self.metrics.events_in.labels("redis").inc(len(lines))
                 arrived = _stream_times(events, ids, entry_of)
+                event_ids, actions = _ids_and_actions(events)
                 out.append(Batch(events.drop_columns(["_row"]), q, time.time(), "redis", None,
-                                 ids, arrived))
+                                 ids, arrived, ids=event_ids, actions=actions))
         return out
 
     def _parse_queued(self, batches: list[Batch]) -> None:
@@ -226,9 +231,21 @@ class Worker:
             return
         row = good["_row"].to_numpy()
         good = good.drop_columns(["_row"])
+        ids, actions = _ids_and_actions(good)
+        # The events keep their lines' order, so each request's are one slice (no copy, and
+        # no pass over the whole batch per request).
+        ordered = bool(np.all(row[1:] >= row[:-1]))
         for k, b in enumerate(batches):
             lo, hi = starts[k], starts[k] + len(b.lines or [])
-            b.events = good.filter(pa.array((row >= lo) & (row < hi)))
+            if ordered:
+                first, end = (int(x) for x in np.searchsorted(row, [lo, hi]))
+                b.events = good.slice(first, end - first)
+                b.ids, b.actions = ids[first:end], actions[first:end]
+            else:
+                take = np.flatnonzero((row >= lo) & (row < hi))
+                b.events = good.take(pa.array(take))
+                b.ids = [ids[i] for i in take.tolist()]
+                b.actions = [actions[i] for i in take.tolist()]
             b.quarantine = [dict(q, row=q["row"] - lo) for q in bad if lo <= q["row"] < hi]
             b.lines = None
 
@@ -246,8 +263,7 @@ class Worker:
 
     def _already_decided(self, batches: list[Batch]) -> set[str]:
         """Engagements among the batches that already have a decision (views have none)."""
-        ids = [i for b in batches if b.events.num_rows
-               for i in _engagement_ids(b.events)]
+        ids = [i for b in batches for i, a in zip(b.ids, b.actions, strict=True) if a != "view"]
         return self.store.decided(ids) if ids else set()
 
     def _retry(self, step: Callable[[], T], what: str) -> T | None:
@@ -289,9 +305,8 @@ class Worker:
         for b in batches:
             if b.arrived is not None:
                 received.update(b.arrived)
-            elif b.events.num_rows:
-                for eid in pc.cast(b.events["event_id"], pa.string()).to_pylist():
-                    received[eid] = b.received
+            else:
+                received.update(dict.fromkeys(b.ids, b.received))
         quarantine = [q for b in batches for q in b.quarantine]
         if self._retry(lambda: self.store.commit(decisions, self.version, received,
                                                  quarantine), "commit") is None:
@@ -311,11 +326,8 @@ class Worker:
         by_id = {d.event_id: d for d in decisions}
         for b in batches:
             if b.future is not None and not b.future.done():
-                ev = b.events if b.events is not None else _EMPTY
-                ids = pc.cast(ev["event_id"], pa.string()).to_pylist() if ev.num_rows else []
-                actions = ev["action"].to_pylist() if ev.num_rows else []
-                b.future.set_result(Outcome([by_id[i] for i in ids if i in by_id],
-                                            b.quarantine, ids, actions))
+                b.future.set_result(Outcome([by_id[i] for i in b.ids if i in by_id],
+                                            b.quarantine, b.ids, b.actions))
 
     def _unhealthy(self, why: str) -> None:
         if self.healthy:
@@ -326,9 +338,12 @@ class Worker:
 _EMPTY = pa.table({"event_id": pa.array([], pa.string()), "action": pa.array([], pa.string())})
 
 
-def _engagement_ids(events: pa.Table) -> list[str]:
-    eng = events.filter(pc.not_equal(events["action"], "view"))
-    return pc.cast(eng["event_id"], pa.string()).to_pylist()
+def _ids_and_actions(events: pa.Table) -> tuple[list[str], list[str]]:
+    """Each event's id as text (how decisions are keyed) and its action."""
+    if not events.num_rows:
+        return [], []
+    return (pc.cast(events["event_id"], pa.string()).to_pylist(),
+            pc.cast(events["action"], pa.string()).to_pylist())
 
 
 def _stream_times(events: pa.Table, ids: list[bytes], entry_of: list[int]
