@@ -31,10 +31,18 @@ def _id_column(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
     elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         return None
     text = pc.utf8_trim(col, characters=" ")  # DuckDB's trim: spaces only
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text)
-    if pc.all(pc.fill_null(pc.match_substring_regex(text, _INT_LIKE), True)).as_py():
+    empty = pc.equal(text, "")
+    if pc.any(empty).as_py():  # (a copy of the column only where there is a blank id)
+        text = pc.if_else(empty, pa.scalar(None, text.type), text)
+    if _int_like(text.slice(0, 1024)) and _int_like(text):
         return pc.cast(text, pa.int64())
     return pc.cast(text, pa.string())
+
+
+def _int_like(text: pa.ChunkedArray) -> bool:
+    """Whether every value is a plain integer. Opaque ids ("u_8f3a") fail in the first rows,
+    so the caller asks of a head first and only scans the whole column when that passes."""
+    return bool(pc.all(pc.fill_null(pc.match_substring_regex(text, _INT_LIKE), True)).as_py())
 
 
 def typed_fast_path(table: pa.Table) -> pa.Table | None:
