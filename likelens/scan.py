@@ -25,7 +25,13 @@ from likelens import __version__, runtime
 from likelens.detect.base import Group, Signal
 from likelens.detect.registry import REGISTRY, get
 from likelens.features import Features, build_features, task_shaped
-from likelens.fusion import Fusion, account_context, apply_fusion, fit_fusion
+from likelens.fusion import (
+    Fusion,
+    account_context,
+    apply_fusion,
+    corroborate_blocks,
+    fit_fusion,
+)
 from likelens.ingest import QUARANTINE_SCHEMA, IngestResult, ingest
 from likelens.model import VERSION as MODEL_VERSION
 from likelens.model import Model
@@ -183,12 +189,11 @@ def _scan(feats: Features, *, target_fpr: float, detectors: Sequence[str] | None
     signals = {name: d.signal_ for name, d in fitted.items()}
     e = feats.engagements
     with timer.stage("fusion", progress):
-        columns = _columns(signals)
+        columns, context = _fusion_columns(feats, signals)
         starts = {name: s.score for name, s in signals.items()}
         for s in signals.values():
             starts.update(s.components)
-        fusion_model, fusion = fit_fusion(columns, starts, e["action"],
-                                          context=account_context(columns, task_shaped(feats)),
+        fusion_model, fusion = fit_fusion(columns, starts, e["action"], context=context,
                                           target_fpr=target_fpr)
     model = Model(fusion_model, {n: d.get_params() for n, d in fitted.items()},
                   {n: d.state_ for n, d in fitted.items()},
@@ -207,17 +212,21 @@ def _apply(feats: Features, model: Model, *, progress: Progress | None, timer: T
                 f, model.states[name]))
     e = feats.engagements
     with timer.stage("fusion", progress):
-        columns = _columns(signals)
-        fusion = apply_fusion(model.fusion, columns, e["action"],
-                              context=account_context(columns, task_shaped(feats)))
+        columns, context = _fusion_columns(feats, signals)
+        fusion = apply_fusion(model.fusion, columns, e["action"], context=context)
     return _finish(feats, fusion, signals, model, timer, progress, quarantine, fitted=False)
 
 
-def _columns(signals: Mapping[str, Signal]) -> dict[str, np.ndarray]:
+def _fusion_columns(feats: Features, signals: Mapping[str, Signal]
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every detector's evidence columns, with block evidence only where the account is
+    corroborated (``corroborate_blocks``), and the engagements account-level evidence
+    applies to (``account_context``)."""
     columns: dict[str, np.ndarray] = {}
     for s in signals.values():
         columns.update(s.columns)
-    return columns
+    context = account_context(columns, task_shaped(feats))
+    return corroborate_blocks(columns, feats.account_codes, context), context
 
 
 def _finish(feats: Features, fusion: Fusion, signals: dict[str, Signal], model: Model,
