@@ -141,6 +141,65 @@ def corroborate_blocks(columns: Mapping[str, np.ndarray], accounts: np.ndarray,
     return {**columns, "dense_block": np.where(seen[codes], block, 0.0)}
 
 
+# Account-level collective evidence: it says the account is a seller's, not that this
+# engagement is one of its tasks (see ``organic_floor``).
+ACCOUNT_ONLY = ("acct_infra_surprise", "lockstep_group")
+PILES = ("burst_task_surprise", "burst_session_surprise")
+
+
+def organic_floor(columns: Mapping[str, np.ndarray], context: np.ndarray | None,
+                  accounts: np.ndarray, task: np.ndarray) -> np.ndarray:
+    """Per engagement, a floor under the chance that it is organic, for the label-free FPR
+    estimate (and so the threshold) only: the mixture is sure of the members of the structures
+    below, and the estimate was optimistic in a third of the zoo worlds because of them.
+
+    - A member of a target's pile and nothing else: at least the pile's organic share at its
+      cautious bought share (``burst_excess_low``: the Wilson lower bound of the pile's
+      conversion), so a small pile of warm fans converting every opening counts as possibly
+      organic, a task list's pile of fifty hardly.
+    - A task-shaped engagement whose only collective evidence is its account's (converging
+      infrastructure, a lockstep group): a bought or rented account's owner opens pushes and
+      links alone too. At least the share of the account's task-shaped engagements its owner
+      would make: its engagements inside feed sessions times the log's ratio of task-shaped
+      to in-session engagements among accounts with no collective evidence at all.
+    """
+    n = len(accounts)
+    floor = np.zeros(n)
+    if n == 0:
+        return floor
+    view = _View(columns, context)
+    fires = {c: np.nan_to_num(np.asarray(view(c), dtype=float)) > 0 for c in COLLECTIVE
+             if c in columns}
+    none = np.zeros(n, dtype=bool)
+
+    def any_of(names: Sequence[str], *, outside: bool = False) -> np.ndarray:
+        out = none.copy()
+        for c, f in fires.items():
+            if (c not in names) == outside:
+                out |= f
+        return out
+
+    if "burst_excess_low" in columns:
+        alone = any_of(PILES) & ~any_of(PILES, outside=True)
+        low = np.clip(np.nan_to_num(np.asarray(columns["burst_excess_low"], dtype=float)),
+                      0.0, 1.0)
+        floor = np.where(alone, 1.0 - low, floor)
+    task = np.asarray(task, dtype=bool)
+    event = any_of(ACCOUNT_ONLY, outside=True)
+    owner = task & any_of(ACCOUNT_ONLY) & ~event
+    if owner.any():
+        codes = np.asarray(accounts, dtype=np.int64)
+        n_acc = int(codes.max()) + 1
+        collective = event | any_of(ACCOUNT_ONLY)
+        quiet = (np.bincount(codes[collective], minlength=n_acc) == 0)[codes]
+        ratio = float((task & quiet).sum()) / max(float((~task & quiet).sum()), 1.0)
+        in_session = np.bincount(codes, weights=~task, minlength=n_acc)
+        shaped = np.bincount(codes, weights=task, minlength=n_acc)
+        share = np.minimum(1.0, in_session * ratio / np.maximum(shaped, 1.0))
+        floor = np.where(owner, np.maximum(floor, share[codes]), floor)
+    return floor
+
+
 @dataclass(frozen=True)
 class Fusion:
     """Per-engagement probability, flags, reasons, and how the threshold was chosen."""
@@ -366,7 +425,8 @@ def _posterior(terms: np.ndarray, prior: np.ndarray, taus: np.ndarray,
 def fit_fusion(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarray],
                action: np.ndarray | pa.Array | pa.ChunkedArray, *,
                context: np.ndarray | None = None, target_fpr: float = 0.001,
-               iterations: int = 100, alpha: float = 1.0) -> tuple[FusionModel, Fusion]:
+               iterations: int = 100, alpha: float = 1.0,
+               floor: np.ndarray | None = None) -> tuple[FusionModel, Fusion]:
     """Fit the mixture (organic + one bought component per detector) and flag at the target.
 
     Bought engagement is not one thing: bots, farms and paid people leave different traces, so
@@ -376,6 +436,9 @@ def fit_fusion(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarra
 
     ``context`` marks the engagements to which account-level columns apply; elsewhere those
     columns are neutral (see ``ACCOUNT_LEVEL``). Without it they apply everywhere.
+
+    ``floor`` (per engagement, ``organic_floor``) raises the organic share the label-free FPR
+    estimate counts for an engagement above the mixture's own; the threshold follows it.
 
     Returns the model and the log's own decisions, which are ``apply_fusion(model, ...)`` on
     the same columns: the fitted labelling is the applied one by construction.
@@ -427,7 +490,11 @@ def fit_fusion(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarra
     model = FusionModel(tuple(names), tuple(tuple(e) for e in edges), actions, components,
                         logt, prior, taus.copy(), 1.0, 0.0, target_fpr, it)
     p_pat = _sole_evidence_cap(1.0 - r[0], columns, view, pats.first)
-    threshold, est = _threshold(p_pat, pats.weight, target_fpr)
+    organic = (1.0 - p_pat) * pats.weight
+    if floor is not None:
+        organic = np.bincount(pats.inverse, minlength=n_pat,
+                              weights=np.maximum(1.0 - p_pat[pats.inverse], floor))
+    threshold, est = _threshold(p_pat, pats.weight, target_fpr, organic)
     model = replace(model, threshold=threshold, estimated_fpr=est)
     return model, _decide(model, pats, _terms(logt, pats), columns, view)
 
@@ -532,16 +599,20 @@ def _tau(terms: np.ndarray, w0: np.ndarray) -> float:
     return float(max(1.0, var(terms.sum(axis=0)) / max(float(var(terms).sum()), 1e-12)))
 
 
-def _threshold(p: np.ndarray, weight: np.ndarray, target_fpr: float) -> tuple[float, float]:
+def _threshold(p: np.ndarray, weight: np.ndarray, target_fpr: float,
+               organic: np.ndarray | None = None) -> tuple[float, float]:
     """Lowest threshold whose estimated organic false-positive rate stays within the target.
 
     ``p`` and ``weight`` are per pattern, so engagements with the same evidence are flagged
-    together or not at all.
+    together or not at all. ``organic`` is the organic mass each pattern would add to the
+    flagged side (its rows' floored organic shares; by default its weight times 1 - p); the
+    rate's denominator is the mixture's organic mass of the whole log.
     """
     if len(p) == 0:
         return 1.0, 0.0
     order = np.argsort(-p, kind="stable")
-    organic_mass = np.cumsum((1 - p[order]) * weight[order])
+    mass = (1 - p) * weight if organic is None else organic
+    organic_mass = np.cumsum(mass[order])
     fpr = organic_mass / max(float(((1 - p) * weight).sum()), 1e-12)
     ok = np.flatnonzero((fpr <= target_fpr) & (p[order] > 0.5))  # more likely bought than not
     if len(ok) == 0:

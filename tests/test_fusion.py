@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from likelens.fusion import corroborate_blocks
+from likelens.detect.burst import bought_share
+from likelens.fusion import corroborate_blocks, organic_floor
 
 
 def _columns(dense: list[float], lockstep: list[float]) -> dict[str, np.ndarray]:
@@ -41,3 +42,34 @@ def test_no_block_column_or_no_rows_is_a_no_op() -> None:
     assert corroborate_blocks(cols, np.array([0]), None) == cols
     empty = {"dense_block": np.zeros(0)}
     assert corroborate_blocks(empty, np.zeros(0, dtype=np.int64), None)["dense_block"].size == 0
+
+
+def test_cautious_pile_share_knows_small_piles_prove_less() -> None:
+    ceiling = 0.3
+    small = bought_share(np.array([5.0]), np.array([5.0]), ceiling, z=1.645)[0]
+    large = bought_share(np.array([50.0]), np.array([50.0]), ceiling, z=1.645)[0]
+    point = bought_share(np.array([5.0]), np.array([5.0]), ceiling)[0]
+    assert point == 1.0  # every opening converted: the point share says all bought
+    assert 0.0 < small < large < point
+    # A pile converting no more than the ceiling has no bought share either way.
+    assert bought_share(np.array([3.0]), np.array([10.0]), ceiling, z=1.645)[0] == 0.0
+
+
+def test_organic_floor_for_pile_members_and_account_only_evidence() -> None:
+    # Rows: 0 a pile member alone; 1 a pile member with its own converging device;
+    # 2 a task-shaped engagement with only its account's infrastructure evidence;
+    # 3 the same account inside a feed session; 4, 5 a quiet account (task-shaped, then not).
+    accounts = np.array([0, 1, 2, 2, 3, 3])
+    task = np.array([True, True, True, False, True, False])
+    cols = {"burst_task_surprise": np.array([5.0, 5.0, 0, 0, 0, 0]),
+            "burst_excess_low": np.array([0.6, 0.6, 0, 0, 0, 0]),
+            "dev_surprise": np.array([0, 4.0, 0, 0, 0, 0]),
+            "acct_infra_surprise": np.array([0, 0, 3.0, 3.0, 0, 0])}
+    floor = organic_floor(cols, None, accounts, task)
+    assert floor[0] == 0.4                 # 1 - cautious bought share
+    assert floor[1] == 0.0                 # its own device converges: not a pile member alone
+    # The quiet account makes one task-shaped engagement per in-session one, so account 2's
+    # owner would make one task-shaped engagement: all of its one.
+    assert floor[2] == 1.0
+    assert floor[3] == 0.0                 # not task-shaped: nothing to floor
+    assert floor[4:].tolist() == [0.0, 0.0]

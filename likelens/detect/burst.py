@@ -36,17 +36,32 @@ from likelens.detect.base import (
 from likelens.features import Features, task_shaped
 
 
-def bought_share(liked: np.ndarray, opened: np.ndarray, ceiling: float) -> np.ndarray:
+def bought_share(liked: np.ndarray, opened: np.ndarray, ceiling: float, *,
+                 z: float = 0.0) -> np.ndarray:
     """The share of a pile's likes that were bought, if organic openers convert at
     ``ceiling`` and a task list converts every opening: with x = likes / openings (a like
     without a view opened the video too), the bought fraction of openings is
-    f = (x - ceiling) / (1 - ceiling), and of the likes f / x."""
+    f = (x - ceiling) / (1 - ceiling), and of the likes f / x.
+
+    With ``z`` > 0, f comes from the Wilson lower bound of x at that normal quantile instead
+    of x itself: a cautious share that knows five likes from five openings prove less than
+    fifty from fifty (the label-free FPR estimate counts the rest as possibly organic).
+    """
     k = np.asarray(liked, dtype=float)
     n = np.maximum(k, np.asarray(opened, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.where(n > 0, k / n, 0.0)
-        f = np.clip((x - ceiling) / max(1.0 - ceiling, 1e-9), 0.0, 1.0)
-        return np.where(x > 0, f / x, 0.0)
+        low = x
+        if z > 0:
+            z2 = z * z
+            low = ((x + z2 / (2 * n) - z * np.sqrt(x * (1 - x) / n + z2 / (4 * n * n)))
+                   / (1 + z2 / n))
+        f = np.clip((low - ceiling) / max(1.0 - ceiling, 1e-9), 0.0, 1.0)
+        return np.nan_to_num(np.where(x > 0, f / x, 0.0))
+
+
+# One-sided 95 % normal quantile for the cautious share (``bought_share(..., z=...)``).
+CAUTIOUS_Z = 1.645
 
 
 def _creator_pairs(acc: np.ndarray, cre: np.ndarray, vid: np.ndarray, rows: np.ndarray
@@ -137,7 +152,7 @@ class BurstDetector(Detector):
         fan = ~task_mask & (np.nan_to_num(watch, nan=0.0) >= 0.5)
         # Likes from inside a feed session are not task-shaped, but a paid person who took
         # the task between their own videos still converts every opening the order made.
-        session_s, session_excess = self._session_pile(
+        session_s, session_excess, session_low = self._session_pile(
             feats, like, liked_view & ~task_mask & ~explained & ~fan, vid, ts, near, n_targets,
             learned)
         hour_s = np.where(fan, 0.0, hour_s)
@@ -149,6 +164,10 @@ class BurstDetector(Detector):
                 np.where(in_crowd, 0.0, bought_share(col("k"), iso_total, conv)),
                 bought_share(k_near, iso_near, conv)), 0.0)
             task_excess = np.where(task_mask, task_excess, session_excess)
+            task_low = np.where(target_s > 0, np.maximum(
+                np.where(in_crowd, 0.0, bought_share(col("k"), iso_total, conv, z=CAUTIOUS_Z)),
+                bought_share(k_near, iso_near, conv, z=CAUTIOUS_Z)), 0.0)
+            task_low = np.where(task_mask, task_low, session_low)
             hour_excess = np.where(hour_s > 0, 1.0 - col("hour_expected") / col("hour_likes"),
                                    0.0)
         columns = {"burst_task_surprise": target_s,
@@ -156,7 +175,10 @@ class BurstDetector(Detector):
                    "burst_task_near": np.where(task_mask, np.log1p(task_near), 0.0),
                    "burst_hour_surprise": hour_s,
                    "burst_excess": np.clip(np.nan_to_num(np.maximum(task_excess, hour_excess)),
-                                           0.0, 1.0)}
+                                           0.0, 1.0),
+                   # Not evidence (fusion gives it no bins): the cautious pile share, which
+                   # the label-free FPR estimate uses for a pile's members.
+                   "burst_excess_low": np.clip(np.nan_to_num(task_low), 0.0, 1.0)}
         return Signal(self.name, self.get_params(), columns,
                       squash(surprise, self.half_surprise),
                       components={"burst_session": squash(session_s, self.half_surprise)})
@@ -198,8 +220,9 @@ class BurstDetector(Detector):
     def _session_pile(self, feats: Features, like: np.ndarray, candidates: np.ndarray,
                       vid: np.ndarray, ts: np.ndarray, near: int, n_targets: float,
                       learned: Callable[[str, Callable[[], float]], float]
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Surprise and bought share of the likes around each of ``candidates`` (in-session
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Surprise, bought share and cautious bought share (``bought_share``'s ``z``) of
+        the likes around each of ``candidates`` (in-session
         likes after a view, neither explained nor a fan's), against the video's views in the
         same window at the conversion ceiling of every opening (the ``conversion_quantile`` of
         the videos' likes per view)."""
@@ -210,19 +233,21 @@ class BurstDetector(Detector):
         conv = learned("session_conversion_ceiling", lambda: self._ceiling(
             np.bincount(vid[like & (vid >= 0)], minlength=len(views)), views))
         if feats.videos is None or n == 0:
-            return zero, zero
+            return zero, zero, zero
         asked = candidates & (vid >= 0) & ~self._repeat_engagers(feats, like, vid)
         if not asked.any():
-            return zero, zero
+            return zero, zero, zero
         rows = np.flatnonzero(asked)
         lv = np.where(like, vid, -1)
         k = viewindex.count_within(lv, len(views), ts, vid[rows], ts[rows] - near,
                                    ts[rows] + near + 1).astype(float)
         opened = feats.videos.between(vid[rows], ts[rows] - near, ts[rows] + near + 1)
-        surprise, share = zero.copy(), zero.copy()
+        surprise, share, low = zero.copy(), zero.copy(), zero.copy()
         surprise[rows] = binomial_surprise(k, np.maximum(k, opened), conv, tests=n_targets)
         share[rows] = np.where(surprise[rows] > 0, bought_share(k, opened, conv), 0.0)
-        return surprise, share
+        low[rows] = np.where(surprise[rows] > 0,
+                             bought_share(k, opened, conv, z=CAUTIOUS_Z), 0.0)
+        return surprise, share, low
 
     @staticmethod
     def _repeat_engagers(feats: Features, like: np.ndarray, vid: np.ndarray) -> np.ndarray:

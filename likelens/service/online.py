@@ -354,6 +354,11 @@ class OnlineScorer:
                 acc = self.accounts[str(cols["user_id"][i])]
                 acc.infra = max(acc.infra, float(infra_now[j]))
         zeros = np.zeros(len(rows))
+        # As in the scan (``fusion.corroborate_blocks``): a block's engagement counts only for
+        # an account with other collective evidence, here what the state knows of it (its
+        # infrastructure, a lockstep group) or this engagement's own pile or infrastructure.
+        corroborated = ((acct_infra > 0) | (a["lockstep_group"] > 0) | (task_s > 0)
+                        | (dev_s > 0) | (infra_now > 0))
         columns = {
             "no_view": a["no_view"], "watch_frac": a["watch_frac"], "isolated": a["isolated"],
             "fast_chain": a["fast_chain"], "acct_iso_share": a["acct_iso_share"],
@@ -362,7 +367,8 @@ class OnlineScorer:
             "dev_surprise": zeros, "ip_surprise": ip_s, "net_surprise": net_s,
             "dev_accounts_surprise": dev_s, "acct_infra_surprise": acct_infra,
             "lockstep_met": zeros, "lockstep_group": a["lockstep_group"],
-            "dense_block": a["dense_block"], "burst_task_surprise": task_s,
+            "dense_block": np.where(corroborated, a["dense_block"], 0.0),
+            "burst_task_surprise": task_s,
             "burst_session_surprise": zeros, "burst_task_near": np.where(
                 piled, np.log1p(np.maximum(k_near - 1, 0)), 0.0),
             "burst_hour_surprise": zeros, "burst_excess": np.clip(np.nan_to_num(excess), 0, 1),
