@@ -115,10 +115,20 @@ def account_context(columns: Mapping[str, np.ndarray], task_shaped: np.ndarray) 
     return ctx | infra if infra is not None else ctx
 
 
+def collective_fires(columns: Mapping[str, np.ndarray], context: np.ndarray | None
+                     ) -> dict[str, np.ndarray]:
+    """Per collective column, where it fires as the model sees it (account-level columns only
+    in ``context``): what ``corroborate_blocks`` and ``organic_floor`` both read."""
+    view = _View(columns, context)
+    # NaN > 0 is false: a missing value does not fire.
+    return {c: np.asarray(view(c), dtype=float) > 0 for c in COLLECTIVE if c in columns}
+
+
 def corroborate_blocks(columns: Mapping[str, np.ndarray], accounts: np.ndarray,
-                       context: np.ndarray | None) -> dict[str, np.ndarray]:
-    """``columns`` with a dense block's evidence kept only for accounts that show other
-    collective evidence somewhere in the log.
+                       fires: Mapping[str, np.ndarray]
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``columns`` and ``fires`` (``collective_fires``) with a dense block's evidence kept
+    only for accounts that show other collective evidence somewhere in the log.
 
     Peeling keeps any account whose edges lift the block's density, and a thin block (a
     seller's customers, one order each) keeps accounts joined to it by a single engagement:
@@ -129,16 +139,16 @@ def corroborate_blocks(columns: Mapping[str, np.ndarray], accounts: np.ndarray,
     partners, a task pile); an account with nothing but one block edge is not flagged on it.
     """
     if "dense_block" not in columns or len(accounts) == 0:
-        return dict(columns)
-    view = _View(columns, context)
+        return dict(columns), dict(fires)
     other = np.zeros(len(accounts), dtype=bool)
-    for c in COLLECTIVE:
-        if c != "dense_block" and c in columns:
-            other |= np.nan_to_num(np.asarray(view(c), dtype=float)) > 0
+    for c, f in fires.items():
+        if c != "dense_block":
+            other |= f
     codes = np.asarray(accounts, dtype=np.int64)
-    seen = np.bincount(codes[other], minlength=int(codes.max()) + 1) > 0
+    kept = (np.bincount(codes[other], minlength=int(codes.max()) + 1) > 0)[codes]
     block = np.asarray(columns["dense_block"], dtype=float)
-    return {**columns, "dense_block": np.where(seen[codes], block, 0.0)}
+    return ({**columns, "dense_block": np.where(kept, block, 0.0)},
+            {**fires, "dense_block": fires["dense_block"] & kept})
 
 
 # Account-level collective evidence: it says the account is a seller's, not that this
@@ -147,10 +157,11 @@ ACCOUNT_ONLY = ("acct_infra_surprise", "lockstep_group")
 PILES = ("burst_task_surprise", "burst_session_surprise")
 
 
-def organic_floor(columns: Mapping[str, np.ndarray], context: np.ndarray | None,
+def organic_floor(columns: Mapping[str, np.ndarray], fires: Mapping[str, np.ndarray],
                   accounts: np.ndarray, task: np.ndarray) -> np.ndarray:
-    """Per engagement, a floor under the chance that it is organic, for the label-free FPR
-    estimate (and so the threshold) only: the mixture is sure of the members of the structures
+    """Per engagement, a floor under the chance that it is organic (``fires`` as
+    ``corroborate_blocks`` left them), for the label-free FPR estimate (and so the threshold)
+    only: the mixture is sure of the members of the structures
     below, and the estimate was optimistic in a third of the zoo worlds because of them.
 
     - A member of a target's pile and nothing else: at least the pile's organic share at its
@@ -167,9 +178,6 @@ def organic_floor(columns: Mapping[str, np.ndarray], context: np.ndarray | None,
     floor = np.zeros(n)
     if n == 0:
         return floor
-    view = _View(columns, context)
-    fires = {c: np.nan_to_num(np.asarray(view(c), dtype=float)) > 0 for c in COLLECTIVE
-             if c in columns}
     none = np.zeros(n, dtype=bool)
 
     def any_of(names: Sequence[str], *, outside: bool = False) -> np.ndarray:

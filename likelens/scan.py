@@ -29,6 +29,7 @@ from likelens.fusion import (
     Fusion,
     account_context,
     apply_fusion,
+    collective_fires,
     corroborate_blocks,
     fit_fusion,
     organic_floor,
@@ -190,13 +191,12 @@ def _scan(feats: Features, *, target_fpr: float, detectors: Sequence[str] | None
     signals = {name: d.signal_ for name, d in fitted.items()}
     e = feats.engagements
     with timer.stage("fusion", progress):
-        columns, context, task = _fusion_columns(feats, signals)
+        columns, context, floor = _fusion_columns(feats, signals, floor=True)
         starts = {name: s.score for name, s in signals.items()}
         for s in signals.values():
             starts.update(s.components)
-        fusion_model, fusion = fit_fusion(
-            columns, starts, e["action"], context=context, target_fpr=target_fpr,
-            floor=organic_floor(columns, context, feats.account_codes, task))
+        fusion_model, fusion = fit_fusion(columns, starts, e["action"], context=context,
+                                          target_fpr=target_fpr, floor=floor)
     model = Model(fusion_model, {n: d.get_params() for n, d in fitted.items()},
                   {n: d.state_ for n, d in fitted.items()},
                   {"fitted_on": {"engagements": int(e.num_rows)}})
@@ -214,22 +214,25 @@ def _apply(feats: Features, model: Model, *, progress: Progress | None, timer: T
                 f, model.states[name]))
     e = feats.engagements
     with timer.stage("fusion", progress):
-        columns, context, _ = _fusion_columns(feats, signals)
+        columns, context, _ = _fusion_columns(feats, signals, floor=False)
         fusion = apply_fusion(model.fusion, columns, e["action"], context=context)
     return _finish(feats, fusion, signals, model, timer, progress, quarantine, fitted=False)
 
 
-def _fusion_columns(feats: Features, signals: Mapping[str, Signal]
-                    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Every detector's evidence columns, with block evidence only where the account is
+def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bool
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+    """Every detector's evidence columns with block evidence only where the account is
     corroborated (``corroborate_blocks``), the engagements account-level evidence applies to
-    (``account_context``) and the task-shaped ones."""
+    (``account_context``), and when fitting (``floor``) the estimate's ``organic_floor``."""
     columns: dict[str, np.ndarray] = {}
     for s in signals.values():
         columns.update(s.columns)
     task = task_shaped(feats)
     context = account_context(columns, task)
-    return corroborate_blocks(columns, feats.account_codes, context), context, task
+    columns, fires = corroborate_blocks(columns, feats.account_codes,
+                                        collective_fires(columns, context))
+    return (columns, context,
+            organic_floor(columns, fires, feats.account_codes, task) if floor else None)
 
 
 def _finish(feats: Features, fusion: Fusion, signals: dict[str, Signal], model: Model,

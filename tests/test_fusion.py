@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from likelens.detect.burst import bought_share
-from likelens.fusion import corroborate_blocks, organic_floor
+from likelens.fusion import collective_fires, corroborate_blocks, organic_floor
 
 
 def _columns(dense: list[float], lockstep: list[float]) -> dict[str, np.ndarray]:
@@ -19,8 +19,9 @@ def test_block_evidence_needs_other_collective_evidence_on_the_account() -> None
     # on another engagement, account 1 shows nothing else (a block's fringe member).
     accounts = np.array([0, 0, 1, 1, 2])
     cols = _columns(dense=[1, 0, 1, 0, 0], lockstep=[0, 1.5, 0, 0, 0])
-    out = corroborate_blocks(cols, accounts, None)
+    out, fires = corroborate_blocks(cols, accounts, collective_fires(cols, None))
     assert out["dense_block"].tolist() == [1, 0, 0, 0, 0]
+    assert fires["dense_block"].tolist() == [True, False, False, False, False]
     # Other columns pass through untouched, and the input is not changed.
     assert out["lockstep_met"] is cols["lockstep_met"]
     assert cols["dense_block"].tolist() == [1, 0, 1, 0, 0]
@@ -31,17 +32,19 @@ def test_account_level_evidence_outside_its_context_does_not_corroborate() -> No
     # account whose only other evidence sits outside it is not corroborated.
     accounts = np.array([0, 0])
     cols = {"dense_block": np.array([1.0, 0.0]), "lockstep_group": np.array([0.0, 1.0])}
-    outside = corroborate_blocks(cols, accounts, np.array([True, False]))
-    inside = corroborate_blocks(cols, accounts, np.array([True, True]))
+    outside, _ = corroborate_blocks(cols, accounts,
+                                    collective_fires(cols, np.array([True, False])))
+    inside, _ = corroborate_blocks(cols, accounts, collective_fires(cols, np.array([True, True])))
     assert outside["dense_block"].tolist() == [0, 0]
     assert inside["dense_block"].tolist() == [1, 0]
 
 
 def test_no_block_column_or_no_rows_is_a_no_op() -> None:
     cols = {"lockstep_met": np.array([1.0])}
-    assert corroborate_blocks(cols, np.array([0]), None) == cols
+    assert corroborate_blocks(cols, np.array([0]), {})[0] == cols
     empty = {"dense_block": np.zeros(0)}
-    assert corroborate_blocks(empty, np.zeros(0, dtype=np.int64), None)["dense_block"].size == 0
+    out, _ = corroborate_blocks(empty, np.zeros(0, dtype=np.int64), collective_fires(empty, None))
+    assert out["dense_block"].size == 0
 
 
 def test_cautious_pile_share_knows_small_piles_prove_less() -> None:
@@ -65,7 +68,7 @@ def test_organic_floor_for_pile_members_and_account_only_evidence() -> None:
             "burst_excess_low": np.array([0.6, 0.6, 0, 0, 0, 0]),
             "dev_surprise": np.array([0, 4.0, 0, 0, 0, 0]),
             "acct_infra_surprise": np.array([0, 0, 3.0, 3.0, 0, 0])}
-    floor = organic_floor(cols, None, accounts, task)
+    floor = organic_floor(cols, collective_fires(cols, None), accounts, task)
     assert floor[0] == 0.4                 # 1 - cautious bought share
     assert floor[1] == 0.0                 # its own device converges: not a pile member alone
     # The quiet account makes one task-shaped engagement per in-session one, so account 2's

@@ -159,15 +159,14 @@ class BurstDetector(Detector):
         surprise = np.maximum(target_s, hour_s)
         # The share of the pile that its organic explanation does not cover: the chance that one
         # engagement in it was bought (fusion caps a pile-only engagement at it).
+        def pile_share(z: float) -> np.ndarray:
+            return np.where(target_s > 0, np.maximum(
+                np.where(in_crowd, 0.0, bought_share(col("k"), iso_total, conv, z=z)),
+                bought_share(k_near, iso_near, conv, z=z)), 0.0)
+
         with np.errstate(divide="ignore", invalid="ignore"):
-            task_excess = np.where(target_s > 0, np.maximum(
-                np.where(in_crowd, 0.0, bought_share(col("k"), iso_total, conv)),
-                bought_share(k_near, iso_near, conv)), 0.0)
-            task_excess = np.where(task_mask, task_excess, session_excess)
-            task_low = np.where(target_s > 0, np.maximum(
-                np.where(in_crowd, 0.0, bought_share(col("k"), iso_total, conv, z=CAUTIOUS_Z)),
-                bought_share(k_near, iso_near, conv, z=CAUTIOUS_Z)), 0.0)
-            task_low = np.where(task_mask, task_low, session_low)
+            task_excess = np.where(task_mask, pile_share(0.0), session_excess)
+            task_low = np.where(task_mask, pile_share(CAUTIOUS_Z), session_low)
             hour_excess = np.where(hour_s > 0, 1.0 - col("hour_expected") / col("hour_likes"),
                                    0.0)
         columns = {"burst_task_surprise": target_s,
@@ -222,10 +221,10 @@ class BurstDetector(Detector):
                       learned: Callable[[str, Callable[[], float]], float]
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Surprise, bought share and cautious bought share (``bought_share``'s ``z``) of
-        the likes around each of ``candidates`` (in-session
-        likes after a view, neither explained nor a fan's), against the video's views in the
-        same window at the conversion ceiling of every opening (the ``conversion_quantile`` of
-        the videos' likes per view)."""
+        the likes around each of ``candidates`` (in-session likes after a view, neither
+        explained nor a fan's), against the video's views in the same window at the
+        conversion ceiling of every opening (the ``conversion_quantile`` of the videos' likes
+        per view)."""
         n = len(vid)
         zero = np.zeros(n)
         views = (feats.videos.total(np.arange(int(vid.max(initial=-1)) + 1)).astype(float)

@@ -356,9 +356,9 @@ class OnlineScorer:
         zeros = np.zeros(len(rows))
         # As in the scan (``fusion.corroborate_blocks``): a block's engagement counts only for
         # an account with other collective evidence, here what the state knows of it (its
-        # infrastructure, a lockstep group) or this engagement's own pile or infrastructure.
-        corroborated = ((acct_infra > 0) | (a["lockstep_group"] > 0) | (task_s > 0)
-                        | (dev_s > 0) | (infra_now > 0))
+        # infrastructure, this one's included; a lockstep group) or this engagement's pile or
+        # device.
+        corroborated = (acct_infra > 0) | (a["lockstep_group"] > 0) | (task_s > 0) | (dev_s > 0)
         columns = {
             "no_view": a["no_view"], "watch_frac": a["watch_frac"], "isolated": a["isolated"],
             "fast_chain": a["fast_chain"], "acct_iso_share": a["acct_iso_share"],
