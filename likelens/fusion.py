@@ -91,6 +91,12 @@ ACCOUNT_LEVEL = ("acct_iso_share", "acct_noview_share", "acct_low_share", "acct_
 INFRA_EVENT = ("dev_surprise", "ip_surprise", "net_surprise", "dev_accounts_surprise")
 
 
+def _fires(values: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Where an evidence column says something: positive. A missing value (NaN) compares
+    false, so no NaN-replacing copy of the column is needed."""
+    return np.asarray(values, dtype=float) > 0
+
+
 def infra_context(columns: Mapping[str, np.ndarray]) -> np.ndarray | None:
     """Engagements made from infrastructure that itself converges or is shared far beyond
     families (device, address or subnet surprise); None when no such column exists."""
@@ -99,7 +105,7 @@ def infra_context(columns: Mapping[str, np.ndarray]) -> np.ndarray | None:
         return None
     ctx = np.zeros(len(columns[present[0]]), dtype=bool)
     for c in present:
-        ctx |= np.nan_to_num(np.asarray(columns[c], dtype=float)) > 0
+        ctx |= _fires(columns[c])
     return ctx
 
 
@@ -111,7 +117,7 @@ def account_context(columns: Mapping[str, np.ndarray], task_shaped: np.ndarray) 
     # A farm's phone (two or more converging accounts use it): account-level evidence applies
     # there, whatever session the account's other views make.
     if "dev_farm" in columns:
-        ctx |= np.nan_to_num(np.asarray(columns["dev_farm"], dtype=float)) > 0
+        ctx |= _fires(columns["dev_farm"])
     return ctx | infra if infra is not None else ctx
 
 
@@ -120,8 +126,7 @@ def collective_fires(columns: Mapping[str, np.ndarray], context: np.ndarray | No
     """Per collective column, where it fires as the model sees it (account-level columns only
     in ``context``): what ``corroborate_blocks`` and ``organic_floor`` both read."""
     view = _View(columns, context)
-    # NaN > 0 is false: a missing value does not fire.
-    return {c: np.asarray(view(c), dtype=float) > 0 for c in COLLECTIVE if c in columns}
+    return {c: _fires(view(c)) for c in COLLECTIVE if c in columns}
 
 
 def corroborate_blocks(columns: Mapping[str, np.ndarray], accounts: np.ndarray,
@@ -144,11 +149,15 @@ def corroborate_blocks(columns: Mapping[str, np.ndarray], accounts: np.ndarray,
     for c, f in fires.items():
         if c != "dense_block":
             other |= f
-    codes = np.asarray(accounts, dtype=np.int64)
-    kept = (np.bincount(codes[other], minlength=int(codes.max()) + 1) > 0)[codes]
-    block = np.asarray(columns["dense_block"], dtype=float)
-    return ({**columns, "dense_block": np.where(kept, block, 0.0)},
-            {**fires, "dense_block": fires["dense_block"] & kept})
+    codes = np.asarray(accounts)
+    seen = np.bincount(codes[other], minlength=int(codes.max()) + 1) > 0
+    rows = np.flatnonzero(fires["dense_block"])
+    dropped = rows[~seen[codes[rows]]]
+    block = np.array(columns["dense_block"], dtype=float)
+    block[dropped] = 0.0
+    fired = fires["dense_block"].copy()
+    fired[dropped] = False
+    return {**columns, "dense_block": block}, {**fires, "dense_block": fired}
 
 
 # Account-level collective evidence: it says the account is a seller's, not that this
@@ -158,11 +167,12 @@ PILES = ("burst_task_surprise", "burst_session_surprise")
 
 
 def organic_floor(columns: Mapping[str, np.ndarray], fires: Mapping[str, np.ndarray],
-                  accounts: np.ndarray, task: np.ndarray) -> np.ndarray:
-    """Per engagement, a floor under the chance that it is organic (``fires`` as
+                  accounts: np.ndarray, task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A floor under the chance that an engagement is organic (``fires`` as
     ``corroborate_blocks`` left them), for the label-free FPR estimate (and so the threshold)
-    only: the mixture is sure of the members of the structures
-    below, and the estimate was optimistic in a third of the zoo worlds because of them.
+    only: the mixture is sure of the members of the structures below, and the estimate was
+    optimistic in a third of the zoo worlds because of them. Returns the rows that have a
+    floor (ascending) and their floors; every other row's is zero.
 
     - A member of a target's pile and nothing else: at least the pile's organic share at its
       cautious bought share (``burst_excess_low``: the Wilson lower bound of the pile's
@@ -175,37 +185,36 @@ def organic_floor(columns: Mapping[str, np.ndarray], fires: Mapping[str, np.ndar
       to in-session engagements among accounts with no collective evidence at all.
     """
     n = len(accounts)
-    floor = np.zeros(n)
-    if n == 0:
-        return floor
-    none = np.zeros(n, dtype=bool)
 
     def any_of(names: Sequence[str], *, outside: bool = False) -> np.ndarray:
-        out = none.copy()
+        out = np.zeros(n, dtype=bool)
         for c, f in fires.items():
             if (c not in names) == outside:
                 out |= f
         return out
 
-    if "burst_excess_low" in columns:
-        alone = any_of(PILES) & ~any_of(PILES, outside=True)
-        low = np.clip(np.nan_to_num(np.asarray(columns["burst_excess_low"], dtype=float)),
-                      0.0, 1.0)
-        floor = np.where(alone, 1.0 - low, floor)
+    piles, accts = any_of(PILES), any_of(ACCOUNT_ONLY)
+    rest = any_of((*PILES, *ACCOUNT_ONLY), outside=True)
+    alone = np.flatnonzero(piles & ~(accts | rest)) if "burst_excess_low" in columns else \
+        np.zeros(0, dtype=np.int64)
+    low = np.asarray(columns.get("burst_excess_low", np.zeros(n)), dtype=float)[alone]
+    pile_floor = 1.0 - np.clip(np.nan_to_num(low), 0.0, 1.0)
     task = np.asarray(task, dtype=bool)
-    event = any_of(ACCOUNT_ONLY, outside=True)
-    owner = task & any_of(ACCOUNT_ONLY) & ~event
-    if owner.any():
-        codes = np.asarray(accounts, dtype=np.int64)
+    owner = np.flatnonzero(task & accts & ~(piles | rest))  # disjoint from ``alone``
+    owner_floor = np.zeros(0)
+    if len(owner):
+        codes = np.asarray(accounts)
         n_acc = int(codes.max()) + 1
-        collective = event | any_of(ACCOUNT_ONLY)
-        quiet = (np.bincount(codes[collective], minlength=n_acc) == 0)[codes]
-        ratio = float((task & quiet).sum()) / max(float((~task & quiet).sum()), 1.0)
-        in_session = np.bincount(codes, weights=~task, minlength=n_acc)
-        shaped = np.bincount(codes, weights=task, minlength=n_acc)
-        share = np.minimum(1.0, in_session * ratio / np.maximum(shaped, 1.0))
-        floor = np.where(owner, np.maximum(floor, share[codes]), floor)
-    return floor
+        engaged = np.bincount(codes, minlength=n_acc)
+        shaped = np.bincount(codes[task], minlength=n_acc)
+        quiet = np.bincount(codes[piles | accts | rest], minlength=n_acc) == 0
+        in_session = engaged - shaped
+        ratio = float(shaped[quiet].sum()) / max(float(in_session[quiet].sum()), 1.0)
+        a = codes[owner]
+        owner_floor = np.minimum(1.0, in_session[a] * ratio / np.maximum(shaped[a], 1))
+    rows = np.concatenate([alone, owner])
+    order = np.argsort(rows, kind="stable")
+    return rows[order], np.concatenate([pile_floor, owner_floor])[order]
 
 
 @dataclass(frozen=True)
@@ -300,7 +309,7 @@ class _View:
         # was made on a phone that several engaging accounts share.
         infra_ctx = infra_context(columns) if context is not None else None
         if infra_ctx is not None and "dev_shared" in columns:
-            infra_ctx = infra_ctx | (np.nan_to_num(np.asarray(columns["dev_shared"], float)) > 0)
+            infra_ctx = infra_ctx | _fires(columns["dev_shared"])
         self.infra_ctx = infra_ctx
 
     def __call__(self, c: str) -> np.ndarray:
@@ -315,7 +324,7 @@ class _View:
         out = np.zeros(n, dtype=bool)
         for c in COLLECTIVE:
             if c in self.columns:
-                out |= np.nan_to_num(np.asarray(self(c), dtype=float)) > 0
+                out |= _fires(self(c))
         return out
 
 
@@ -434,7 +443,8 @@ def fit_fusion(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarra
                action: np.ndarray | pa.Array | pa.ChunkedArray, *,
                context: np.ndarray | None = None, target_fpr: float = 0.001,
                iterations: int = 100, alpha: float = 1.0,
-               floor: np.ndarray | None = None) -> tuple[FusionModel, Fusion]:
+               floor: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> tuple[FusionModel, Fusion]:
     """Fit the mixture (organic + one bought component per detector) and flag at the target.
 
     Bought engagement is not one thing: bots, farms and paid people leave different traces, so
@@ -445,8 +455,9 @@ def fit_fusion(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarra
     ``context`` marks the engagements to which account-level columns apply; elsewhere those
     columns are neutral (see ``ACCOUNT_LEVEL``). Without it they apply everywhere.
 
-    ``floor`` (per engagement, ``organic_floor``) raises the organic share the label-free FPR
-    estimate counts for an engagement above the mixture's own; the threshold follows it.
+    ``floor`` (rows and their floors, ``organic_floor``) raises the organic share the
+    label-free FPR estimate counts for those engagements above the mixture's own; the
+    threshold follows it.
 
     Returns the model and the log's own decisions, which are ``apply_fusion(model, ...)`` on
     the same columns: the fitted labelling is the applied one by construction.
@@ -499,9 +510,11 @@ def fit_fusion(columns: Mapping[str, np.ndarray], starts: Mapping[str, np.ndarra
                         logt, prior, taus.copy(), 1.0, 0.0, target_fpr, it)
     p_pat = _sole_evidence_cap(1.0 - r[0], columns, view, pats.first)
     organic = (1.0 - p_pat) * pats.weight
-    if floor is not None:
-        organic = np.bincount(pats.inverse, minlength=n_pat,
-                              weights=np.maximum(1.0 - p_pat[pats.inverse], floor))
+    if floor is not None:  # the rows whose floor lifts their pattern's organic share
+        rows, at_least = floor
+        inv = pats.inverse[rows]
+        organic += np.bincount(inv, minlength=n_pat,
+                               weights=np.maximum(at_least - (1.0 - p_pat[inv]), 0.0))
     threshold, est = _threshold(p_pat, pats.weight, target_fpr, organic)
     model = replace(model, threshold=threshold, estimated_fpr=est)
     return model, _decide(model, pats, _terms(logt, pats), columns, view)
@@ -578,7 +591,7 @@ def _sole_evidence_cap(p: np.ndarray, columns: Mapping[str, np.ndarray],
     present = {c: x for c, x in SOLE_CAPS.items() if c in columns and x in columns}
     if not present:
         return p
-    fires = {c: np.nan_to_num(np.asarray(column(c), dtype=float)[first]) > 0 for c in COLLECTIVE
+    fires = {c: _fires(np.asarray(column(c))[first]) for c in COLLECTIVE
              if c in columns}
     edges = np.array(CAP_EDGES)
     out = p

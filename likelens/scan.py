@@ -220,7 +220,8 @@ def _apply(feats: Features, model: Model, *, progress: Progress | None, timer: T
 
 
 def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bool
-                    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray,
+                               tuple[np.ndarray, np.ndarray] | None]:
     """Every detector's evidence columns with block evidence only where the account is
     corroborated (``corroborate_blocks``), the engagements account-level evidence applies to
     (``account_context``), and when fitting (``floor``) the estimate's ``organic_floor``."""

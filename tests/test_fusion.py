@@ -68,7 +68,10 @@ def test_organic_floor_for_pile_members_and_account_only_evidence() -> None:
             "burst_excess_low": np.array([0.6, 0.6, 0, 0, 0, 0]),
             "dev_surprise": np.array([0, 4.0, 0, 0, 0, 0]),
             "acct_infra_surprise": np.array([0, 0, 3.0, 3.0, 0, 0])}
-    floor = organic_floor(cols, collective_fires(cols, None), accounts, task)
+    rows, at_least = organic_floor(cols, collective_fires(cols, None), accounts, task)
+    floor = np.zeros(len(accounts))
+    floor[rows] = at_least
+    assert rows.tolist() == sorted(rows.tolist())
     assert floor[0] == 0.4                 # 1 - cautious bought share
     assert floor[1] == 0.0                 # its own device converges: not a pile member alone
     # The quiet account makes one task-shaped engagement per in-session one, so account 2's
