@@ -230,10 +230,10 @@ def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bo
         columns.update(s.columns)
     task = task_shaped(feats)
     context = account_context(columns, task)
-    columns, fires = corroborate_blocks(columns, feats.account_codes,
-                                        collective_fires(columns, context))
+    accounts = feats.account_codes  # a property that reads the column out of Arrow each time
+    columns, fires = corroborate_blocks(columns, accounts, collective_fires(columns, context))
     return (columns, context,
-            organic_floor(columns, fires, feats.account_codes, task) if floor else None)
+            organic_floor(columns, fires, accounts, task) if floor else None)
 
 
 def _finish(feats: Features, fusion: Fusion, signals: dict[str, Signal], model: Model,
