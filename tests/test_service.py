@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from likelens import api, sim
+from likelens.features import SESSION_MS
 from likelens.ledger import hashing
 from likelens.service import tables as T
 from likelens.service.app import Service, Settings, build
@@ -115,6 +117,14 @@ def _service(backend: dict, model: Path, **kw) -> Service:
     return open_service(settings, key=KEY)
 
 
+def _count_revisions(store: ServiceStore, cause: str) -> int:
+    import sqlalchemy as sa
+
+    with store.engine.connect() as con:
+        return int(con.execute(sa.select(sa.func.count()).select_from(T.revisions).where(
+            T.revisions.c.cause == cause)).scalar() or 0)
+
+
 def _keys(service: Service) -> dict[str, str]:
     return {role: create_key(service.store, role)[0] for role in ("ingest", "analyst", "admin")}
 
@@ -154,11 +164,14 @@ def test_events_are_decided_once_and_ledgered(backend, day) -> None:
         assert again["decided"] == 0 and len(again["already_decided"]) > 0
         counts = service.store.counts()
         assert counts["decisions"] == n_eng
-        assert service.store.ledger.size == n_eng
+        # Every decision is ledgered, and so is every revision a later view of the same
+        # session made (the only cause there is without a batch scan).
+        assert service.store.ledger.size == n_eng + counts["revisions"]
         # An engagement's decision, and its ledger record proven into the signed head.
         eid = str(part.filter(pc.equal(part["action"], "like"))["event_id"][0].as_py())
         got = client.get(f"/v1/engagements/{eid}", headers=_auth(keys["analyst"])).json()
-        assert got["event_id"] == eid and got["revisions"] == []
+        assert got["event_id"] == eid
+        assert all(r["cause"] == "session" and not r["flagged"] for r in got["revisions"])
         proof = client.get(f"/v1/ledger/proof/{got['ledger_index']}",
                            headers=_auth(keys["analyst"])).json()
         assert json.loads(proof["record"])["event_id"] == eid
@@ -281,15 +294,18 @@ def test_model_swap_revises_beside_the_first_decisions(backend, day) -> None:
         for s in range(0, events.num_rows, 50_000):
             assert client.post("/v1/events", content=_lines(events.slice(s, 50_000)),
                                headers=_auth(keys["ingest"])).status_code == 200
-        first = service.store.counts()["decisions"]
+        before = service.store.counts()
+        first, session = before["decisions"], before["revisions"]
+        # The stream's own revisions so far: flags a later view of the session cleared.
+        assert session == _count_revisions(service.store, "session")
         res = client.post("/v1/model", json={"path": str(day["model"])},
                           headers=_auth(keys["admin"]))
         assert res.status_code == 200, res.text
         revised = res.json()["revised"]
         assert revised > 0
         counts = service.store.counts()
-        assert counts["decisions"] == first and counts["revisions"] == revised
-        assert service.store.ledger.size == first + revised
+        assert counts["decisions"] == first and counts["revisions"] == session + revised
+        assert service.store.ledger.size == first + session + revised
         # Loading it again revises nothing more.
         again = client.post("/v1/model", json={"path": str(day["model"])},
                             headers=_auth(keys["admin"])).json()
@@ -329,8 +345,26 @@ def test_online_flags_cover_the_batch_on_a_day_it_was_not_fitted_on(day) -> None
     events = events.take(pc.sort_indices(events, [("ts", "ascending")]))
     scorer = OnlineScorer(model_dir.load(day["other_model"]), version="other")
     flags: dict[str, bool] = {}
+    first: dict[str, Any] = {}
+    revisions = []
     for s in range(0, events.num_rows, 2000):
-        flags.update((d.event_id, d.flagged) for d in scorer.score(events.slice(s, 2000)))
+        for d in scorer.score(events.slice(s, 2000)):
+            flags[d.event_id] = d.flagged
+            first[d.event_id] = d
+        for d in scorer.take_revisions():
+            revisions.append(d)
+            flags[d.event_id] = d.flagged
+    # A session revision only clears a flag that was raised on an isolated engagement, and
+    # only once the account viewed again within the session after it.
+    views = events.filter(pc.equal(events["action"], "view"))
+    view_ts: dict[str, list[int]] = {}
+    for u, t in zip(views["user_id"].to_pylist(), views["ts"].to_pylist(), strict=True):
+        view_ts.setdefault(str(u), []).append(int(t))
+    for d in revisions:
+        was = first[d.event_id]
+        assert was.flagged and not d.flagged
+        assert any(was.ts < t <= was.ts + SESSION_MS for t in view_ts[d.user_id])
+    assert scorer.take_revisions() == []
     scan = pq.read_table(day["scan"] / "engagements.parquet")
     likes = scan.filter(pc.equal(scan["action"], "like"))
     ids = [str(x) for x in likes["event_id"].to_pylist()]

@@ -23,7 +23,8 @@ class Metrics:
                                 registry=r)
         self.quarantined = Counter("likelens_quarantined_events",
                                    "Events that broke the input contract", registry=r)
-        self.revisions = Counter("likelens_revisions", "Decisions revised by a batch scan",
+        self.revisions = Counter("likelens_revisions", "Decisions revised: by a batch scan, "
+                                 "or by the account's next view in the same session",
                                  registry=r)
         self.latency = Histogram("likelens_decision_latency_seconds",
                                  "From receipt to committed decision", buckets=LATENCY_BUCKETS,

@@ -17,10 +17,17 @@ at that moment:
 - groups and blocks the model found: an account in a lockstep group, an engagement on a dense
   block's targets by one of its accounts.
 
-Evidence that needs the future (views after the like, the day's cadence, co-liking pairs that
-are not yet a group) is left silent; the batch scan that follows finds it and the service revises
-its earlier decisions (``ServiceStore.revise``). State is aged out by event time
-(``window_s``), which bounds memory whatever the stream's length.
+Evidence that needs the future (the day's cadence, co-liking pairs that are not yet a group) is
+left silent; the batch scan that follows finds it and the service revises its earlier decisions
+(``ServiceStore.revise``). One piece of the future comes within minutes: the batch calls an
+engagement isolated when no view of the account falls within a session of it on either side,
+the service can only see the side before. Someone opening the app from a push, liking the first
+video and scrolling on looks isolated at the like. So a flagged engagement that was isolated is
+held for a session; when the account's next view arrives within it, the engagement is scored
+again as the batch would see it (not isolated, so not task-shaped and without pile evidence of
+its own) and, where the flag falls, the new decision is handed out as a revision
+(``take_revisions``), recorded beside the first. State is aged out by event time (``window_s``),
+which bounds memory whatever the stream's length.
 """
 
 from __future__ import annotations
@@ -44,6 +51,15 @@ from likelens.service.groups import groups_of_model
 NEEDS_VIEW = frozenset(("like", "comment", "share"))
 CHAINED = frozenset(("comment", "share"))
 RECENT_VIEWS = 8  # views kept per account to find the view before a like
+# The evidence columns a decision is made from (``fusion.BINS`` names), in a fixed order: a
+# held engagement keeps one tuple of them to be scored again.
+COLUMNS = (
+    "no_view", "watch_frac", "isolated", "fast_chain", "acct_iso_share", "acct_noview_share",
+    "acct_low_share", "acct_views_per_eng", "acct_regular", "dev_surprise", "ip_surprise",
+    "net_surprise", "dev_accounts_surprise", "acct_infra_surprise", "lockstep_met",
+    "lockstep_group", "dense_block", "burst_task_surprise", "burst_session_surprise",
+    "burst_task_near", "burst_hour_surprise", "burst_excess", "template_accounts", "dev_farm")
+BURST = ("burst_task_surprise", "burst_task_near", "burst_excess")
 
 
 @dataclass
@@ -86,6 +102,17 @@ class _Account:
     fav_videos: int = 0
     fav_last_video: Any = None
     last: int = 0
+
+
+@dataclass(slots=True)
+class _Held:
+    """A flagged engagement that was isolated when decided, held for a session in case the
+    account's next view shows it was not: its decision, the evidence it was decided on (before
+    the block corroboration) and the account's engagements needing a view at that moment."""
+
+    decision: Decision
+    evidence: tuple[float, ...]
+    n_need: int
 
 
 @dataclass(slots=True)
@@ -142,6 +169,11 @@ class OnlineScorer:
         self.n_engagements = 0
         self.clock = 0
         self._pruned_at = 0
+        # Flagged isolated engagements per account, held for a session (``_revisit``).
+        self.held: dict[str, list[_Held]] = {}
+        self._viewed: set[str] = set()  # accounts with held engagements that viewed since
+        self._revisions: list[Decision] = []
+        self._held_at = 0
 
     # -- the model ---------------------------------------------------------------------------
 
@@ -152,6 +184,11 @@ class OnlineScorer:
         burst = states["burst"].values if "burst" in states else {}
         self.conversion = float(burst.get("conversion_ceiling", 0.6))
         infra = states["infra"].values if "infra" in states else {}
+        # The scan counts one test per engagement of its day; a stream that has just started
+        # has seen few, and would call a shared address's small pile on one video more
+        # surprising than the scan does. The day the model was fitted on sets the floor.
+        fitted = model.info.get("fitted_on", {}) if isinstance(model.info, dict) else {}
+        self.min_tests = int(fitted.get("engagements", 0) or 0)
         self.share_decay = float(infra.get("device_share_decay", 0.5))
         self.lockstep: set[str] = set()
         self.dense: dict[str, set[int]] = {}
@@ -191,8 +228,17 @@ class OnlineScorer:
                 rows.append(i)
         self._maybe_prune()
         if not rows:
+            self._revisit()
             return []
-        return self._decide(rows, cols, raw)
+        out = self._decide(rows, cols, raw)
+        self._revisit()
+        return out
+
+    def take_revisions(self) -> list[Decision]:
+        """The revisions the last ``score`` calls made (flags that a later view of the same
+        session cleared), handed out once."""
+        out, self._revisions = self._revisions, []
+        return out
 
     def _event(self, i: int, cols: dict[str, list[Any]], raw: dict[str, list[float]]) -> bool:
         """Fold event ``i`` into the state; for an engagement, append its raw evidence."""
@@ -210,6 +256,8 @@ class OnlineScorer:
             if len(acc.views) > RECENT_VIEWS:
                 del acc.views[0]
             acc.n_views += 1
+            if user in self.held:
+                self._viewed.add(user)
             if not session and video is not None:
                 self.iso_views.setdefault(video, _Window()).add(ts, self.near)
             return False
@@ -330,7 +378,7 @@ class OnlineScorer:
         """The batch's evidence columns from the raw counts, scored by the model's fusion."""
         a = {k: np.asarray(v, dtype=float) for k, v in raw.items()}
         n_targets = max(len(self.target_counts), 1)
-        tests = max(self.n_engagements, 1)
+        tests = max(self.n_engagements, self.min_tests, 1)
         conv = self.conversion
         k_near, iso_near = a["k_near"], a["iso_near"]
         piled = k_near > 0
@@ -354,11 +402,6 @@ class OnlineScorer:
                 acc = self.accounts[str(cols["user_id"][i])]
                 acc.infra = max(acc.infra, float(infra_now[j]))
         zeros = np.zeros(len(rows))
-        # As in the scan (``fusion.corroborate_blocks``): a block's engagement counts only for
-        # an account with other collective evidence, here what the state knows of it (its
-        # infrastructure, this one's included; a lockstep group) or this engagement's pile or
-        # device.
-        corroborated = (acct_infra > 0) | (a["lockstep_group"] > 0) | (task_s > 0) | (dev_s > 0)
         columns = {
             "no_view": a["no_view"], "watch_frac": a["watch_frac"], "isolated": a["isolated"],
             "fast_chain": a["fast_chain"], "acct_iso_share": a["acct_iso_share"],
@@ -367,25 +410,102 @@ class OnlineScorer:
             "dev_surprise": zeros, "ip_surprise": ip_s, "net_surprise": net_s,
             "dev_accounts_surprise": dev_s, "acct_infra_surprise": acct_infra,
             "lockstep_met": zeros, "lockstep_group": a["lockstep_group"],
-            "dense_block": np.where(corroborated, a["dense_block"], 0.0),
-            "burst_task_surprise": task_s,
+            "dense_block": a["dense_block"], "burst_task_surprise": task_s,
             "burst_session_surprise": zeros, "burst_task_near": np.where(
                 piled, np.log1p(np.maximum(k_near - 1, 0)), 0.0),
             "burst_hour_surprise": zeros, "burst_excess": np.clip(np.nan_to_num(excess), 0, 1),
             "template_accounts": zeros, "dev_farm": zeros,
         }
-        actions = pa.array([cols["action"][i] for i in rows], pa.string())
-        context = account_context(columns, a["task"] > 0)
-        fused = apply_fusion(self.model.fusion, columns, actions, context=context)
+        actions = [cols["action"][i] for i in rows]
+        fused = self._fuse(columns, a["task"] > 0, actions)
         reasons = fused.reasons.to_pylist()
         out = []
         for j, i in enumerate(rows):
-            out.append(Decision(
+            d = Decision(
                 str(cols["event_id"][i]), int(cols["ts"][i]), str(cols["user_id"][i]),
                 cols["action"][i], _text(cols["video_id"][i]), _text(cols["creator_id"][i]),
                 float(fused.probability[j]), bool(fused.flagged[j]), list(reasons[j] or []),
-                _text(cols["device_hash"][i]), _text(cols["ip_sub"][i])))
+                _text(cols["device_hash"][i]), _text(cols["ip_sub"][i]))
+            out.append(d)
+            if d.flagged and a["isolated"][j] > 0:
+                self.held.setdefault(d.user_id, []).append(_Held(
+                    d, tuple(float(columns[c][j]) for c in COLUMNS),
+                    self.accounts[d.user_id].n_need))
+                # Views later in this same batch count as well.
+                self._viewed.add(d.user_id)
         return out
+
+    def _fuse(self, columns: dict[str, np.ndarray], task: np.ndarray,
+              actions: list[str]) -> Any:
+        """The model's fusion on evidence columns. As in the scan (``fusion.corroborate_blocks``),
+        a block's engagement counts only for an account with other collective evidence, here
+        what the state knows of it (its infrastructure, this one's included; a lockstep group)
+        or this engagement's pile or device."""
+        corroborated = ((columns["acct_infra_surprise"] > 0) | (columns["lockstep_group"] > 0)
+                        | (columns["burst_task_surprise"] > 0)
+                        | (columns["dev_accounts_surprise"] > 0))
+        columns = dict(columns, dense_block=np.where(corroborated, columns["dense_block"], 0.0))
+        context = account_context(columns, task)
+        return apply_fusion(self.model.fusion, columns, pa.array(actions, pa.string()),
+                            context=context)
+
+    def _revisit(self) -> None:
+        """Score again the held engagements of accounts that viewed since: one followed within
+        a session by another view of the account was not isolated, as the batch would see it.
+        Its own pile evidence goes (a pile counts task-shaped engagements only; the pile keeps
+        its count, which errs towards flagging others), and the account's share of isolated
+        engagements loses it. Engagements held longer than a
+        session are let go."""
+        if not self._viewed:
+            self._expire()
+            return
+        again: list[_Held] = []
+        for user in self._viewed:
+            held = self.held.get(user)
+            acc = self.accounts.get(user)
+            if held is None or acc is None:
+                continue
+            keep = []
+            for h in held:
+                t = h.decision.ts
+                if any(t < v[0] <= t + SESSION_MS for v in acc.views):
+                    again.append(h)
+                    acc.n_iso = max(acc.n_iso - 1, 0)
+                elif self.clock - t <= SESSION_MS:
+                    keep.append(h)
+            if keep:
+                self.held[user] = keep
+            else:
+                del self.held[user]
+        self._viewed.clear()
+        self._expire()
+        if not again:
+            return
+        ev = np.asarray([h.evidence for h in again], dtype=float).reshape(len(again), -1)
+        columns = {c: ev[:, k].copy() for k, c in enumerate(COLUMNS)}
+        n_need = np.asarray([max(h.n_need, 1) for h in again], dtype=float)
+        columns["acct_iso_share"] = np.maximum(columns["acct_iso_share"] - 1.0 / n_need, 0.0)
+        columns["isolated"][:] = 0.0
+        task = columns["no_view"] > 0
+        for c in BURST:
+            columns[c] = np.where(task, columns[c], 0.0)
+        fused = self._fuse(columns, task, [h.decision.action for h in again])
+        reasons = fused.reasons.to_pylist()
+        for j, h in enumerate(again):
+            if not fused.flagged[j]:
+                d = h.decision
+                self._revisions.append(Decision(
+                    d.event_id, d.ts, d.user_id, d.action, d.video_id, d.creator_id,
+                    float(fused.probability[j]), False, list(reasons[j] or []), d.device, d.net))
+
+    def _expire(self) -> None:
+        """Let go of held engagements older than a session, once per session of event time."""
+        if self.clock - self._held_at < SESSION_MS:
+            return
+        self._held_at = self.clock
+        old = self.clock - SESSION_MS
+        self.held = {u: k for u, hs in self.held.items()
+                     if (k := [h for h in hs if h.decision.ts >= old])}
 
     # -- memory ------------------------------------------------------------------------------
 
@@ -411,6 +531,7 @@ class OnlineScorer:
         """Sizes of the running state (for /metrics and the memory benchmark)."""
         return {"accounts": len(self.accounts), "devices": len(self.devices),
                 "targets": len(self.target_counts), "piles": len(self.task_piles),
+                "held": sum(len(h) for h in self.held.values()),
                 "engagements": self.n_engagements}
 
 

@@ -165,6 +165,7 @@ class Worker:
                         b.future.set_exception(exc)
                 continue
             self._commit_until_done(batches, decisions)
+            self._commit_revisions()
             self._freeze_state()
 
     def _gather(self) -> list[Batch]:
@@ -328,6 +329,19 @@ class Worker:
             if b.future is not None and not b.future.done():
                 b.future.set_result(Outcome([by_id[i] for i in b.ids if i in by_id],
                                             b.quarantine, b.ids, b.actions))
+
+    def _commit_revisions(self) -> None:
+        """Record the flags a later view of the same session cleared (``OnlineScorer``), after
+        the decisions they revise are committed. They are the in-memory state's findings, so a
+        crash before this step loses them as it loses that state; the next batch scan's
+        revisions still come."""
+        revised = self.scorer.take_revisions()
+        if not revised:
+            return
+        n = self._retry(lambda: self.store.revise(revised, self.version, cause="session"),
+                        "revise")
+        if n:
+            self.metrics.revisions.inc(n)
 
     def _unhealthy(self, why: str) -> None:
         if self.healthy:
