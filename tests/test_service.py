@@ -164,6 +164,8 @@ def test_events_are_decided_once_and_ledgered(backend, day) -> None:
         assert again["decided"] == 0 and len(again["already_decided"]) > 0
         counts = service.store.counts()
         assert counts["decisions"] == n_eng
+        # The start's warm-up events are in neither the store nor the running state.
+        assert service.worker.scorer.n_engagements == n_eng
         # Every decision is ledgered, and so is every revision a later view of the same
         # session made (the only cause there is without a batch scan).
         assert service.store.ledger.size == n_eng + counts["revisions"]
