@@ -4,7 +4,8 @@ Run:  .venv/bin/python bench/service.py [--only replay,redis,http,memory] [--out
 
 - replay: a simulated day replayed in time order through the online scorer (the code the
   service's worker runs), with a model fitted on another day of the same scenario; against the
-  batch scan of the day: coverage of its flagged likes, organic FPR (truth) of both, and for
+  batch scan of the day: coverage of its flagged likes, organic FPR (truth) of both (the
+  online one at decision and after the session revisions the scorer hands out), and for
   orders delivered within ten minutes the event time from an order's first like to its first
   real-time flag.
 - redis: `likelens serve --database postgresql://... --redis ...` as a child process; a producer
@@ -80,9 +81,11 @@ def bench_replay(scenario: str, users: int) -> dict:
     events = events.take(pc.sort_indices(events, [("ts", "ascending")]))
     scorer = OnlineScorer(model_dir.load(other / "scan" / "model"), version="other-day")
     flags: dict[str, bool] = {}
+    revised: dict[str, bool] = {}  # flags cleared by the account's next view (session revisions)
     t0 = time.perf_counter()
     for s in range(0, events.num_rows, 2000):
         flags.update((d.event_id, d.flagged) for d in scorer.score(events.slice(s, 2000)))
+        revised.update((d.event_id, d.flagged) for d in scorer.take_revisions())
     seconds = time.perf_counter() - t0
     scan = pq.read_table(target / "scan" / "engagements.parquet",
                          columns=["event_id", "action", "flagged", "ts"])
@@ -94,6 +97,7 @@ def bench_replay(scenario: str, users: int) -> dict:
     ids = [str(x) for x in likes["event_id"].to_pylist()]
     batch = np.asarray(likes["flagged"].to_pylist())
     online = np.asarray([flags.get(i, False) for i in ids])
+    now = np.asarray([revised.get(i, flags.get(i, False)) for i in ids])
     fake = np.asarray([bool(tmap[i][0]) for i in ids])
     organic = ~fake
     # Orders delivered within ten minutes: first like to first real-time flag, event time.
@@ -119,6 +123,11 @@ def bench_replay(scenario: str, users: int) -> dict:
         "coverage": float((online & batch).sum() / max(batch.sum(), 1)),
         "fpr_batch": float((batch & organic).sum() / organic.sum()),
         "fpr_online": float((online & organic).sum() / organic.sum()),
+        "fpr_revised": float((now & organic).sum() / organic.sum()),
+        "fp_batch": int((batch & organic).sum()), "fp_online": int((online & organic).sum()),
+        "fp_revised": int((now & organic).sum()), "session_revisions": len(revised),
+        "coverage_revised": float((now & batch).sum() / max(batch.sum(), 1)),
+        "recall_revised": float((now & fake).sum() / max(fake.sum(), 1)),
         "recall_batch": float((batch & fake).sum() / max(fake.sum(), 1)),
         "recall_online": float((online & fake).sum() / max(fake.sum(), 1)),
         "orders_10min": n10, "orders_10min_flagged": len(delays),
@@ -455,11 +464,14 @@ def write_markdown(res: dict[str, dict], a: argparse.Namespace) -> None:
         x = res["replay"]
         lines += [
             f"| real-time flags covering the batch's flagged likes ({x['events']:,} events) | "
-            f"≥ 90 % | {x['coverage']:.1%} |",
-            f"| organic FPR, real time / batch | ≤ 1.5× | {x['fpr_online']:.4%} / "
-            f"{x['fpr_batch']:.4%} |",
-            f"| recall of bought likes, real time / batch | — | {x['recall_online']:.1%} / "
-            f"{x['recall_batch']:.1%} |",
+            f"≥ 90 % | {x['coverage']:.1%} at decision, {x['coverage_revised']:.1%} after "
+            f"session revisions |",
+            f"| organic FPR, real time at decision / after session revisions / batch | "
+            f"≤ 1.5× | {x['fpr_online']:.4%} / {x['fpr_revised']:.4%} / {x['fpr_batch']:.4%} "
+            f"({x['fp_online']} / {x['fp_revised']} / {x['fp_batch']} organic likes; "
+            f"{x['session_revisions']} revisions) |",
+            f"| recall of bought likes, real time at decision / after revisions / batch | — | "
+            f"{x['recall_online']:.1%} / {x['recall_revised']:.1%} / {x['recall_batch']:.1%} |",
             f"| orders delivered within 10 min: first like to first flag, median | ≤ 5 min | "
             f"{x['median_first_flag_min']:.1f} min ({x['orders_10min_flagged']} of "
             f"{x['orders_10min']} orders flagged) |",
