@@ -3,11 +3,18 @@
 ``distinct`` exists because NumPy 2's ``np.unique`` without ``return_inverse`` takes a hash
 path that is ten times slower than sorting for integer arrays of a million or more
 (1.46 s against 0.015 s for 1.5M int64 on this machine).
+
+``pylist`` exists because Arrow's ``to_pylist`` builds a scalar object per row of a
+dictionary-encoded column (the pseudonymised hashes, the action): 7.6 ms for 5,000 rows, where
+decoding the dictionary once and indexing it takes 0.4-1.3 ms.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pyarrow as pa
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
@@ -27,3 +34,22 @@ def distinct_per_key(key: np.ndarray, other: np.ndarray) -> np.ndarray:
     n_other = int(other.max()) + 1 if len(other) else 1
     pairs = distinct(key * n_other + other)
     return np.bincount(pairs // n_other, minlength=int(key.max()) + 1 if len(key) else 0)
+
+
+def pylist(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """``column.to_pylist()``, faster for dictionary-encoded columns: each chunk's dictionary
+    is converted once and indexed per row. (``to_numpy`` would be faster still, but it gives
+    a null row whatever value its index slot happens to hold.)"""
+    if not pa.types.is_dictionary(column.type):
+        return column.to_pylist()
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out: list[Any] = []
+    for ch in chunks:
+        values = ch.dictionary.to_pylist()
+        idx = ch.indices.fill_null(0).to_numpy().tolist()
+        if ch.null_count:
+            valid = ch.is_valid().to_numpy(zero_copy_only=False).tolist()
+            out += [values[i] if ok else None for i, ok in zip(idx, valid, strict=True)]
+        else:
+            out += [values[i] for i in idx]
+    return out

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from likelens.arrays import pylist
 from likelens.detect.base import binomial_surprise, poisson_surprise
 from likelens.detect.burst import bought_share
 from likelens.detect.infra import accounts_surprise
@@ -214,7 +215,7 @@ class OnlineScorer:
         every engagement among them."""
         if events.num_rows == 0:
             return []
-        cols = {c: events[c].to_pylist() for c in (
+        cols = {c: pylist(events[c]) for c in (
             "event_id", "ts", "user_id", "action", "video_id", "creator_id", "watch_ms",
             "video_ms", "device_hash", "ip_hash", "ip_sub")}
         raw: dict[str, list[float]] = {k: [] for k in (
