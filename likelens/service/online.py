@@ -251,7 +251,10 @@ class OnlineScorer:
             acc = self.accounts[user] = _Account()
         acc.last = ts
         if action == "view":
-            session = any(ts - v[0] <= SESSION_MS for v in acc.views)
+            views = acc.views
+            # The newest view is nearly always the last: look at it before the rest.
+            session = bool(views) and (ts - views[-1][0] <= SESSION_MS or any(
+                ts - v[0] <= SESSION_MS for v in views))
             acc.views.append((ts, video, int(cols["watch_ms"][i] or 0),
                               int(cols["video_ms"][i] or 0)))
             if len(acc.views) > RECENT_VIEWS:
