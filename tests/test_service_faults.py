@@ -183,14 +183,16 @@ def _serve(rig: dict, http_port: int) -> subprocess.Popen:
 
 
 def _decided(rig: dict) -> tuple[int, int]:
-    """(decisions, ledger records), read directly from PostgreSQL."""
+    """(decisions, ledger records that are not revisions), read directly from PostgreSQL.
+    (A flag the account's next view cleared is a revision with its own ledger record.)"""
     import psycopg
 
     with psycopg.connect(rig["direct"], connect_timeout=3) as con:
         d = con.execute("SELECT count(*), count(DISTINCT event_id) FROM decisions").fetchone()
         led = con.execute("SELECT count(*) FROM ledger_records").fetchone()
+        rev = con.execute("SELECT count(*) FROM revisions").fetchone()
     assert d[0] == d[1]  # the primary key already says so; a duplicate would fail here too
-    return int(d[0]), int(led[0])
+    return int(d[0]), int(led[0]) - int(rev[0])
 
 
 def _publish(rig: dict, lines: list[bytes]) -> None:
