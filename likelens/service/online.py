@@ -255,10 +255,10 @@ class OnlineScorer:
             # The newest view is nearly always the last: look at it before the rest.
             session = bool(views) and (ts - views[-1][0] <= SESSION_MS or any(
                 ts - v[0] <= SESSION_MS for v in views))
-            acc.views.append((ts, video, int(cols["watch_ms"][i] or 0),
-                              int(cols["video_ms"][i] or 0)))
-            if len(acc.views) > RECENT_VIEWS:
-                del acc.views[0]
+            views.append((ts, video, int(cols["watch_ms"][i] or 0),
+                          int(cols["video_ms"][i] or 0)))
+            if len(views) > RECENT_VIEWS:
+                del views[0]
             acc.n_views += 1
             if user in self.held:
                 self._viewed.add(user)
@@ -458,8 +458,7 @@ class OnlineScorer:
         a session by another view of the account was not isolated, as the batch would see it.
         Its own pile evidence goes (a pile counts task-shaped engagements only; the pile keeps
         its count, which errs towards flagging others), and the account's share of isolated
-        engagements loses it. Engagements held longer than a
-        session are let go."""
+        engagements loses it. Engagements held longer than a session are let go."""
         if not self._viewed:
             self._expire()
             return
