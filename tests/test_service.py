@@ -493,3 +493,23 @@ def test_online_state_forgets_what_is_older_than_its_window(day) -> None:
     assert len(scorer.key_counts) == 330  # only the addresses and ranges of the last window
     # The convergence null's total follows the counts it is compared with.
     assert scorer.n_engagements == sum(c for c, _ in scorer.target_counts.values())
+
+
+def test_a_started_and_stopped_service_leaves_forks_safe(tmp_path, day) -> None:
+    """A fork that runs Python in the child before exec (pyspark's launcher does) works while
+    the service runs and after: the per-thread DuckDB connections the parse keeps used to live
+    in thread locals, which the child destroys, and the child crashed (SIGSEGV)."""
+    import subprocess
+    import sys
+
+    service = _service({"data": tmp_path, "database": database_url(tmp_path, None),
+                        "redis": None, "stream": "x"}, day["model"])
+    with TestClient(build(service)) as client:
+        assert client.get("/readyz").status_code == 200
+        # Still serving: a fork with Python in the child works while the worker runs.
+        done = subprocess.run([sys.executable, "-c", "pass"], preexec_fn=lambda: None,
+                              check=False, timeout=60)
+        assert done.returncode == 0
+    done = subprocess.run([sys.executable, "-c", "pass"], preexec_fn=lambda: None,
+                          check=False, timeout=60)
+    assert done.returncode == 0

@@ -306,15 +306,21 @@ def ingest_raw(raw: RawFile, *, source: str, key: bytes, require_event_id: bool 
     return good, pa.concat_tables([malformed, bad])
 
 
-_LOCAL = threading.local()
+# Per thread id, not in a ``threading.local``: a forked child clears the other threads' states
+# and their locals with them, and a DuckDB connection destroyed there (its own threads do not
+# exist in the child) crashed the child before its exec (pyspark's launcher forks with Python
+# in the child; a service worker thread held a connection). A thread id reused after its thread
+# ended reuses the connection, one thread at a time as before.
+_CONS: dict[int, duckdb.DuckDBPyConnection] = {}
 
 
 def _local_con() -> duckdb.DuckDBPyConnection:
     """One DuckDB connection per thread for small batches: opening one costs more than
     coercing a hundred events."""
-    con = getattr(_LOCAL, "con", None)
+    ident = threading.get_ident()
+    con = _CONS.get(ident)
     if con is None:
-        con = _LOCAL.con = connect(1)
+        con = _CONS[ident] = connect(1)
     return con
 
 

@@ -116,10 +116,14 @@ class Worker:
     def version(self) -> str:
         return self.scorer.version
 
-    def start(self) -> None:
-        self.warm_up()
-        self._thread = threading.Thread(target=self._run, name="likelens-worker", daemon=True)
+    def start(self, warm_up_s: float = 30.0) -> None:
+        """Start the worker thread, and return once it has warmed up (``warm_up``) on that
+        thread, which opens the DuckDB connection its parses use (``ingest._local_con``)."""
+        warmed = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(warmed,), name="likelens-worker",
+                                        daemon=True)
         self._thread.start()
+        warmed.wait(warm_up_s)
 
     def warm_up(self) -> None:
         """Run a few made-up events through the parse and the scoring, on a scorer of their
@@ -163,7 +167,13 @@ class Worker:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, warmed: threading.Event) -> None:
+        try:
+            self.warm_up()
+        except Exception:  # the first batch then loads what it needs
+            log.exception("warm-up failed")
+        finally:
+            warmed.set()
         while not self._stop.is_set():
             batches = self._gather()
             if not batches:
