@@ -52,14 +52,6 @@ from likelens.service.groups import groups_of_model
 NEEDS_VIEW = frozenset(("like", "comment", "share"))
 CHAINED = frozenset(("comment", "share"))
 RECENT_VIEWS = 8  # views kept per account to find the view before a like
-# The evidence columns a decision is made from (``fusion.BINS`` names), in a fixed order: a
-# held engagement keeps one tuple of them to be scored again.
-COLUMNS = (
-    "no_view", "watch_frac", "isolated", "fast_chain", "acct_iso_share", "acct_noview_share",
-    "acct_low_share", "acct_views_per_eng", "acct_regular", "dev_surprise", "ip_surprise",
-    "net_surprise", "dev_accounts_surprise", "acct_infra_surprise", "lockstep_met",
-    "lockstep_group", "dense_block", "burst_task_surprise", "burst_session_surprise",
-    "burst_task_near", "burst_hour_surprise", "burst_excess", "template_accounts", "dev_farm")
 BURST = ("burst_task_surprise", "burst_task_near", "burst_excess")
 
 
@@ -112,7 +104,7 @@ class _Held:
     the block corroboration) and the account's engagements needing a view at that moment."""
 
     decision: Decision
-    evidence: tuple[float, ...]
+    evidence: dict[str, float]  # per evidence column (``fusion.BINS`` names)
     n_need: int
 
 
@@ -433,7 +425,7 @@ class OnlineScorer:
             out.append(d)
             if d.flagged and a["isolated"][j] > 0:
                 self.held.setdefault(d.user_id, []).append(_Held(
-                    d, tuple(float(columns[c][j]) for c in COLUMNS),
+                    d, {c: float(v[j]) for c, v in columns.items()},
                     self.accounts[d.user_id].n_need))
                 # Views later in this same batch count as well.
                 self._viewed.add(d.user_id)
@@ -484,8 +476,8 @@ class OnlineScorer:
         self._expire()
         if not again:
             return
-        ev = np.asarray([h.evidence for h in again], dtype=float).reshape(len(again), -1)
-        columns = {c: ev[:, k].copy() for k, c in enumerate(COLUMNS)}
+        columns = {c: np.asarray([h.evidence[c] for h in again], dtype=float)
+                   for c in again[0].evidence}
         n_need = np.asarray([max(h.n_need, 1) for h in again], dtype=float)
         columns["acct_iso_share"] = np.maximum(columns["acct_iso_share"] - 1.0 / n_need, 0.0)
         columns["isolated"][:] = 0.0
