@@ -46,7 +46,7 @@ class InputError(LikeLensError):
 
 
 class SchemaError(InputError):
-    """A required column is missing from an input file."""
+    """A required column is missing from an input file, or one is given twice."""
 
 
 class TooManyBadRows(LikeLensError):

@@ -27,7 +27,15 @@ from likelens.errors import InputError
 from likelens.ipv6 import parse_ipv6
 
 DEMO_KEY = b"likelens-demo-key-do-not-use-in-production"
+
+# How each hashed message is laid out after its label: the prefix's width in big-endian bytes
+# and the bytes that follow it (padding to 16 and the prefix length, as ``ip_network`` packs
+# it). Shared by the column kernels and the one-address path, so the two cannot drift.
+V4_NET = (4, b"\x18")                 # the /24 of an IPv4 address (also its subnet)
+V6_NET = (6, bytes(10) + b"\x30")     # the /48 of an IPv6 address
+V6_SUB = (8, bytes(8) + b"\x40")      # the /64 of an IPv6 address
 KEY_ENV = "LIKELENS_KEY"
+DEVICE_LABEL = b"dev:"
 
 
 def load_key(key_file: str | os.PathLike[str] | None = None, *, warn: bool = True) -> bytes:
@@ -196,7 +204,7 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
     if len(at4):  # (each family's steps have a fixed cost the service's batches notice)
         quad = packed4[at4].astype(">u4").view(np.uint8).reshape(-1, 4)
         h[at4] = _digests(b"ip:", quad, mac)
-        n[at4] = sub[at4] = _prefix_digests(packed4[at4] & np.uint32(0xFFFFFF00), 4, b"\x18",
+        n[at4] = sub[at4] = _prefix_digests(packed4[at4] & np.uint32(0xFFFFFF00), *V4_NET,
                                             mac)
     at6 = np.flatnonzero(v6)
     if len(at6):
@@ -206,14 +214,34 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
         top = np.ascontiguousarray(packed6[at6, :8]).view(">u8").ravel()
         h[at6] = _digests(b"ip:", packed6[at6], mac)
         site, at_site = np.unique(top, return_inverse=True)
-        n[at6] = _prefix_digests(site >> np.uint64(16), 6, bytes(10) + b"\x30", mac)[at_site]
-        sub[at6] = _net_digests(site, 8, bytes(8) + b"\x40", mac)[at_site]
+        n[at6] = _prefix_digests(site >> np.uint64(16), *V6_NET, mac)[at_site]
+        sub[at6] = _net_digests(site, *V6_SUB, mac)[at_site]
     for i, digest in bad_hash.items():
         h[i] = np.frombuffer(digest, dtype=np.uint8)
     valid = v4 | v6
     ok_values = pa.array(valid, mask=blank)
     return (spread(_hex(h, ~blank), pa.string()), spread(_hex(n, valid), pa.string()),
             spread(_hex(sub, valid), pa.string()), spread(ok_values, pa.bool_()))
+
+
+def address_hashes(packed: bytes, key: bytes) -> tuple[str, str, str]:
+    """(address hash, prefix hash, subnet hash) of one parsed address (4 or 16 packed bytes):
+    what ``pseudonymise_ip`` gives its row, for the service's small batches, where the column
+    kernels' fixed costs are most of the work."""
+    def net(width: int, tail: bytes, value: int) -> str:
+        return keyed_hash(key, b"net:" + value.to_bytes(width, "big") + tail)
+
+    whole = keyed_hash(key, b"ip:" + packed)
+    if len(packed) == 4:
+        prefix = net(*V4_NET, int.from_bytes(packed, "big") >> 8 << 8)
+        return whole, prefix, prefix
+    top = int.from_bytes(packed[:8], "big")
+    return whole, net(*V6_NET, top >> 16), net(*V6_SUB, top)
+
+
+def device_hash(text: str, key: bytes) -> str:
+    """The hash ``pseudonymise_text`` gives one device id (already trimmed, not empty)."""
+    return keyed_hash(key, DEVICE_LABEL + text.encode())
 
 
 def _digests(label: bytes, body: np.ndarray, mac: bytes) -> np.ndarray:

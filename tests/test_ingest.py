@@ -89,6 +89,14 @@ def test_missing_required_column_is_schema_error(tmp_path: Path, key: bytes) -> 
     assert "nouser.csv" in msg and "user_id" in msg and "\n" not in msg
 
 
+def test_a_column_given_twice_in_any_case_is_schema_error(tmp_path: Path, key: bytes) -> None:
+    path = write(tmp_path / "twice.jsonl",
+                 '{"ts": 1, "TS": 2, "user_id": 1, "action": "like", "video_id": 1}\n')
+    with pytest.raises(SchemaError, match="more than once") as err:
+        ingest([path], key=key)
+    assert err.value.column == "ts" and err.value.file == str(path)
+
+
 def test_truncated_parquet_is_input_error(tmp_path: Path, key: bytes) -> None:
     good = tmp_path / "good.parquet"
     pq.write_table(pa.table({"ts": [1], "user_id": [1], "action": ["like"], "video_id": [2]}),

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from likelens import api, sim
+from likelens.errors import SchemaError
 from likelens.features import SESSION_MS
 from likelens.ledger import hashing
 from likelens.service import tables as T
@@ -216,6 +217,28 @@ def test_bad_events_are_answered_per_event_and_kept(backend, day) -> None:
                           headers=_auth(keys["ingest"]) | {
                               "content-type": "application/vnd.apache.arrow.stream"})
         assert ipc.status_code == 200 and ipc.json()["accepted"] == 50
+
+
+def test_a_request_the_coercion_refuses_fails_alone(tmp_path, day) -> None:
+    """Requests queued together are parsed together; one that cannot be read at all (no ts
+    column) must not take the others in its micro-batch down with it."""
+    service = _service({"data": tmp_path, "database": database_url(tmp_path, None),
+                        "redis": None, "stream": "unused"}, day["model"])
+    good = [json.dumps(r, default=str).encode() for r in day["events"].slice(0, 2).to_pylist()]
+    no_ts = [json.dumps({"event_id": "n1", "user_id": 1, "action": "like",
+                         "video_id": 2}).encode()]
+    twice = [json.dumps({"event_id": "n2", "ts": 1, "TS": 2, "user_id": 1, "action": "like",
+                         "video_id": 2}).encode()]
+    refused = [service.worker.submit(no_ts, "http"), service.worker.submit(twice, "http")]
+    decided = service.worker.submit(good, "http")  # queued before the worker starts: one batch
+    service.worker.start()
+    try:
+        assert len(decided.result(30).ids) == 2
+        for fut, column in zip(refused, ("ts", "ts"), strict=True):
+            exc = fut.exception(30)
+            assert isinstance(exc, SchemaError) and exc.column == column
+    finally:
+        service.worker.stop()
 
 
 def test_body_over_the_limit_is_413(tmp_path, day) -> None:

@@ -35,7 +35,7 @@ from likelens.ingest.coerce import coerce_sql, int_like_ids
 from likelens.ingest.dictionaries import shared_dictionaries, unify_ids, unify_text
 from likelens.ingest.fastpath import typed_fast_path
 from likelens.ingest.readers import READERS, SUFFIXES, RawFile, discover, redact
-from likelens.privacy import pseudonymise_ip, pseudonymise_text
+from likelens.privacy import DEVICE_LABEL, pseudonymise_ip, pseudonymise_text
 from likelens.schema import COLUMN_BY_NAME, REQUIRED
 from likelens.schema import quarantine_reason as Q
 
@@ -80,6 +80,10 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes
     table = table.rename_columns([n if n == "_row" else n.strip().lower()
                                   for n in table.column_names])
     contract = [n for n in table.column_names if n in COLUMN_BY_NAME]
+    for col in contract:
+        if contract.count(col) > 1:  # ("ts" and "TS": which one is the time?)
+            raise SchemaError(f"column {col!r} is given more than once (names are read "
+                              "without case or surrounding spaces)", file=str(path), column=col)
     for col in REQUIRED:
         if col not in table.column_names:
             raise SchemaError(f"required column {col!r} is missing", file=str(path), column=col)
@@ -89,7 +93,7 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes
     # Addresses and devices are hashed side by side: much of each is Arrow work that
     # releases the GIL. A small batch (the service's) is not worth a thread.
     with ThreadPoolExecutor(1) if table.num_rows >= PARALLEL_ROWS else _Inline() as pool:
-        device = (pool.submit(pseudonymise_text, table["device_id"], key, b"dev:")
+        device = (pool.submit(pseudonymise_text, table["device_id"], key, DEVICE_LABEL)
                   if "device_id" in contract else None)
         if "ip" in contract:
             h, n, sub, ok = pseudonymise_ip(table["ip"], key)

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from likelens.ingest import ingest_raw
 from likelens.ingest.readers import ndjson_to_raw
+from likelens.ingest.small import parse_small
 from likelens.model import Model
 from likelens.service.metrics import Metrics
 from likelens.service.online import Decision, OnlineScorer
@@ -88,7 +89,11 @@ def quarantine_rows(table: pa.Table) -> list[dict[str, Any]]:
 def parse_lines(lines: Sequence[bytes], *, source: str, key: bytes
                 ) -> tuple[pa.Table, list[dict[str, Any]]]:
     """Events (with their line number as ``_row``) and quarantine rows of NDJSON lines,
-    judged as a file's lines would be."""
+    judged as a file's lines would be. A few clean events take ``parse_small``, which gives
+    the same table for a tenth of the fixed cost."""
+    small = parse_small(lines, key)
+    if small is not None:
+        return small, []
     good, bad = ingest_raw(ndjson_to_raw(b"\n".join(lines)), source=source, key=key,
                            require_event_id=True, keep_rows=True)
     return good, quarantine_rows(bad)
@@ -254,6 +259,10 @@ class Worker:
         try:
             good, bad = parse_lines(lines, source=batches[0].source, key=self.key)
         except Exception as exc:  # a request the coercion refuses (no ts column at all)
+            if len(batches) > 1:  # only that request fails, not the others beside it
+                for b in batches:
+                    self._parse_queued([b])
+                return
             for b in batches:
                 if b.future is not None:
                     b.future.set_exception(exc)
