@@ -8,9 +8,7 @@ template, the status, the time and the key's prefix only.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import json
 import logging
 import socket
 import time
@@ -20,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import pyarrow as pa
-import pyarrow.ipc as ipc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -29,21 +25,20 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from likelens.errors import InputError, LikeLensError, ModelError, ServiceError
+from likelens.errors import InputError, ModelError
 from likelens.ledger.api import prove
 from likelens.ledger.checkpoint import load_or_create_key, public_pem
 from likelens.schema import ACTIONS
+from likelens.service import intake
 from likelens.service.auth import Caller, KeyChecker, RateLimiter
+from likelens.service.intake import authorize
 from likelens.service.metrics import Metrics
 from likelens.service.models import LoadedModel, load_model, revisions_from_scan
-from likelens.service.online import Decision
 from likelens.service.store import ServiceStore
 from likelens.service.stream import StreamReader
 from likelens.service.worker import Worker
 
 log = logging.getLogger("likelens.service")
-
-ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.file")
 
 
 @dataclass
@@ -165,24 +160,8 @@ def require(permission: str) -> Callable[[Request], Caller]:
 
     async def check(request: Request) -> Caller:
         # async: checked on the event loop, not on a thread of the pool (a hop per request).
-        service: Service = request.app.state.service
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        try:
-            caller = service.keys.check(key.strip()) if scheme.lower() == "bearer" else None
-        except ServiceError as exc:
-            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
-        if caller is None:
-            raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        request.scope["likelens_key"] = caller.prefix
-        if not caller.may(permission):
-            raise HTTPException(403, f"role {caller.role!r} may not {permission}")
-        wait = service.limiter.take(caller.prefix)
-        if wait > 0:
-            raise HTTPException(429, "rate limit of this key reached",
-                                headers={"Retry-After": str(max(1, round(wait + 0.5)))})
-        return caller
+        return authorize(request.app.state.service, request.headers.get("authorization", ""),
+                         permission, request.scope)
 
     return check
 
@@ -209,6 +188,7 @@ def build(service: Service) -> FastAPI:
     app.state.service = service
     m = service.metrics
 
+    app.add_middleware(intake.EventsFastPath, service=service)  # inside RequestLog
     app.add_middleware(RequestLog, metrics=m)
     from likelens.console import cases, routes
 
@@ -218,37 +198,9 @@ def build(service: Service) -> FastAPI:
     @app.post("/v1/events", summary="Score events (JSON array, NDJSON or Arrow IPC stream)",
               openapi_extra={"requestBody": EVENTS_BODY})
     async def post_events(request: Request, _: Ingest) -> JSONResponse:
-        declared = request.headers.get("content-length")
-        limit = service.settings.max_body_bytes
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise HTTPException(413, f"body over {limit} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise HTTPException(413, f"body over {limit} bytes")
-        lines = _body_lines(bytes(body), request.headers.get("content-type", ""))
-        if not lines:
-            raise HTTPException(400, "no events in the body")
-        fut = service.worker.submit(lines, "http")
-        try:
-            # Awaited on the event loop: no thread is held while the worker decides.
-            out = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)),
-                                         service.settings.wait_s)
-        except TimeoutError:
-            raise HTTPException(503, "not decided in time (is the database up? see /readyz); "
-                                     "the events stay queued and will be decided",
-                                headers={"Retry-After": "1"}) from None
-        except LikeLensError as exc:
-            raise HTTPException(422, str(exc)) from None
-        got = {d.event_id for d in out.decisions}
-        return JSONResponse({
-            "accepted": len(out.ids), "decided": len(out.decisions),
-            "already_decided": [i for i, a in zip(out.ids, out.actions, strict=True)
-                                if a != "view" and i not in got],
-            "decisions": [_decision(d, service.worker.version) for d in out.decisions],
-            "quarantined": [{"row": q["row"], "reason": q["reason"]} for q in out.quarantined],
-        })
+        """Declared for the OpenAPI document and the request log's route name; the requests
+        themselves are answered by ``intake.EventsFastPath`` with the same ``handle``."""
+        return JSONResponse(await intake.handle(service, request.headers, request.stream()))
 
     @app.get("/v1/engagements/{event_id}", summary="An engagement's decision and revisions")
     def get_engagement(event_id: str, _: Read) -> dict[str, Any]:
@@ -367,35 +319,6 @@ def swap(service: Service, loaded: LoadedModel, *, revise: bool = True) -> dict[
         service.metrics.revisions.inc(revised)
     return {"model_version": loaded.version, "revised": revised,
             "groups": len(loaded.groups)}
-
-
-def _body_lines(body: bytes, content_type: str) -> list[bytes]:
-    """A request body as NDJSON lines, one event each: from an Arrow IPC stream or file, a
-    JSON array, or NDJSON (blank lines dropped; a quarantined row's number counts the
-    others)."""
-    ctype = content_type.split(";")[0].strip().lower()
-    if ctype in ARROW_TYPES:
-        try:
-            reader = (ipc.open_stream(body) if ctype.endswith("stream")
-                      else ipc.open_file(pa.BufferReader(body)))
-            table = reader.read_all()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise HTTPException(400, f"not an Arrow IPC body ({exc})") from None
-        return [json.dumps(r, default=str).encode() for r in table.to_pylist()]
-    if body.lstrip().startswith(b"["):
-        try:
-            items = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise HTTPException(400, f"not a JSON array: {exc}") from None
-        if not isinstance(items, list):
-            raise HTTPException(400, "a JSON body must be an array of events")
-        return [json.dumps(i).encode() for i in items]
-    return [line for line in body.splitlines() if line.strip()]
-
-
-def _decision(d: Decision, version: str) -> dict[str, Any]:
-    return {"event_id": d.event_id, "score": round(d.score, 6), "flagged": d.flagged,
-            "reasons": d.reasons, "model_version": version}
 
 
 __all__ = ["Service", "Settings", "build", "swap"]
