@@ -219,6 +219,24 @@ def test_bad_events_are_answered_per_event_and_kept(backend, day) -> None:
         assert ipc.status_code == 200 and ipc.json()["accepted"] == 50
 
 
+def test_a_commit_told_its_ids_were_checked_still_records_each_decision_once(backend) -> None:
+    """The worker looks ids up before scoring and tells the commit so; an id that another
+    writer decided meanwhile must be skipped through the primary key, not fail the batch."""
+    from likelens.service.online import Decision
+
+    store = ServiceStore(backend["database"])
+
+    def make(i: str) -> Decision:
+        return Decision(i, 1000, "u1", "like", "v1", "c1", 0.9, True, ["burst"])
+
+    assert [d.event_id for d in store.commit([make("a"), make("b")], "m", {})] == ["a", "b"]
+    size = store.ledger.size
+    got = store.commit([make("b"), make("c")], "m", {}, checked=True)
+    assert [d.event_id for d in got] == ["c"]
+    assert store.counts()["decisions"] == 3 and store.ledger.size == size + 1
+    store.ledger.root()  # the frontier it cached before the refused insert was let go
+
+
 def test_a_request_the_coercion_refuses_fails_alone(tmp_path, day) -> None:
     """Requests queued together are parsed together; one that cannot be read at all (no ts
     column) must not take the others in its micro-batch down with it."""
@@ -270,7 +288,7 @@ def test_every_endpoint_role_and_bad_key(tmp_path, day, caplog) -> None:
     service.store.revoke_key(revoked.split("_")[1])
     body = {"POST /v1/events": _lines(day["events"].slice(0, 5)),
             "POST /v1/model": json.dumps({"path": str(day["model"]), "revise": False}).encode()}
-    caplog.set_level("INFO", logger="likelens.service")
+    caplog.set_level("DEBUG", logger="likelens.service")  # accepted posts log at DEBUG
     with TestClient(build(service)) as client:
         for method, path, perm in ENDPOINTS:
             content = body.get(f"{method} {path}")

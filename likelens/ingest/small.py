@@ -128,8 +128,13 @@ def _address(text: str) -> bytes:
     raise _Doubt
 
 
-def _encoded(values: list[str | None]) -> pa.Array:
-    return pa.array(values, pa.string()).dictionary_encode()
+def _encoded(values: list[str | None]) -> pa.DictionaryArray:
+    """Dictionary-encoded text in order of first appearance, as the general path encodes
+    it (built by hand: Arrow's ``dictionary_encode`` costs 0.15 ms a call here)."""
+    seen: dict[str, int] = {}
+    index = [None if v is None else seen.setdefault(v, len(seen)) for v in values]
+    return pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()),
+                                          pa.array(list(seen), pa.string()))
 
 
 def _table(rows: list[dict[str, Any]], key: bytes) -> pa.Table:

@@ -60,9 +60,11 @@ def _where(f: click.decorators.FC) -> click.decorators.FC:
 @click.option("--consumer", default=None, help="Consumer name in the stream's group "
               "(default: host name); a restarted service with the same name resumes its "
               "unacknowledged entries.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info",
+              show_default=True, help="debug adds a line per accepted POST /v1/events.")
 def serve(data: Path | None, database: str | None, model_dir: Path | None, redis: str | None,
           host: str, port: int, key_file: Path | None, max_body: int, rate: float,
-          stream: str, consumer: str | None) -> None:
+          stream: str, consumer: str | None, log_level: str) -> None:
     """Score events in real time over HTTP (and a Redis stream) with a fitted model.
 
     \b
@@ -90,7 +92,7 @@ def serve(data: Path | None, database: str | None, model_dir: Path | None, redis
                         model=str(model_dir) if model_dir else None, redis=redis,
                         consumer=consumer or f"{socket.gethostname()}-serve",
                         max_body_bytes=max_body, rate_per_key=rate, stream=stream)
-    configure_logging()
+    configure_logging(log_level)
     # The worker thread is busy Python; with the default 5 ms switch interval the event loop
     # waits that long for the GIL at every step of a request. 0.5 ms keeps requests moving.
     sys.setswitchinterval(0.0005)

@@ -61,7 +61,7 @@ def make_app(settings: Settings, *, key: bytes) -> FastAPI:
     return build(open_service(settings, key=key))
 
 
-def configure_logging() -> None:
-    """One line per request from our middleware; uvicorn's access log (which prints the
-    client's address) stays off."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+def configure_logging(level: str = "info") -> None:
+    """One line per request from our middleware (accepted event posts at DEBUG); uvicorn's
+    access log (which prints the client's address) stays off."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(message)s")

@@ -348,7 +348,8 @@ class Worker:
                 received.update(dict.fromkeys(b.ids, b.received))
         quarantine = [q for b in batches for q in b.quarantine]
         if self._retry(lambda: self.store.commit(decisions, self.version, received,
-                                                 quarantine), "commit") is None:
+                                                 quarantine, checked=True),
+                       "commit") is None:
             return  # shutting down: nothing acknowledged, the stream keeps it
         now = time.time()
         for d in decisions:
