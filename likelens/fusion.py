@@ -230,6 +230,9 @@ class Fusion:
     prior: float
 
 
+SMALL_ROWS = 4096
+
+
 def _codes(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     """Bin index per value (how many edges it reaches, as ``np.digitize``); missing values get
     their own last bin. A handful of comparisons beat digitize's binary search per value."""
@@ -368,11 +371,17 @@ def _patterns(view: _View, names: Sequence[str], edges: Sequence[Sequence[float]
     # One mixed-radix integer per row (bins of every column, then the collective flag), so the
     # distinct patterns come from a 1-D unique instead of a row-wise one. It is built one
     # column at a time: no column's bins are kept for every row, only for one row per pattern.
+    # A small batch (the service's) keeps each column's bins: recomputing them per pattern
+    # below would be half its fusion's fixed cost. A log's rows would take gigabytes.
+    kept: list[np.ndarray] | None = [] if n <= SMALL_ROWS else None
     if float(np.prod(sizes.astype(float))) * 2 < 2.0**62:
         key = collective.astype(np.int64)
         for j, c in enumerate(names):
             key *= int(sizes[j])
-            key += _codes(view(c), edges[j])
+            codes = _codes(view(c), edges[j])
+            key += codes
+            if kept is not None:
+                kept.append(codes)
         key *= int(sizes[-1])
         key += act
         _, first, inverse, weight = np.unique(key, return_index=True, return_inverse=True,
@@ -385,9 +394,9 @@ def _patterns(view: _View, names: Sequence[str], edges: Sequence[Sequence[float]
                                               return_inverse=True, return_counts=True)
         del rows
     unknown = act[first] == n_actions
-    flat = np.vstack([_codes(view(c)[first], edges[j]) + offsets[j]
-                      for j, c in enumerate(names)] + [np.where(unknown, 0, act[first])
-                                                       + offsets[-1]])
+    flat = np.vstack([(kept[j][first] if kept else _codes(view(c)[first], edges[j]))
+                      + offsets[j] for j, c in enumerate(names)]
+                     + [np.where(unknown, 0, act[first]) + offsets[-1]])
     # Collective evidence is one-sided: each supply trips some detectors and not others, so a
     # detector that stays silent says nothing either way (its zero bin carries no weight).
     one_sided = np.array([c in COLLECTIVE for c in names] + [False])
