@@ -177,7 +177,8 @@ def test_events_are_decided_once_and_ledgered(backend, day) -> None:
         assert all(r["cause"] == "session" and not r["flagged"] for r in got["revisions"])
         proof = client.get(f"/v1/ledger/proof/{got['ledger_index']}",
                            headers=_auth(keys["analyst"])).json()
-        assert json.loads(proof["record"])["event_id"] == eid
+        record = json.loads(proof["record"])
+        assert record["event_id"] == eid and isinstance(record["score_ppm"], int)
         size = int(proof["checkpoint"].splitlines()[1])
         root = bytes.fromhex(client.get("/v1/ledger/checkpoint", headers=_auth(
             keys["analyst"])).json()["root"])
