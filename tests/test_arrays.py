@@ -24,6 +24,14 @@ def test_pylist_of_dictionary_columns_is_to_pylist(chunks: list[list[str | None]
         assert pylist(col.chunk(0)) == col.chunk(0).to_pylist()
 
 
+def test_pylist_of_chunks_whose_dictionaries_hold_nulls_is_to_pylist() -> None:
+    # (ingest gives a blank address a null hash in the dictionary; Arrow cannot unify those)
+    a = pa.DictionaryArray.from_arrays(pa.array([0, 1, None], pa.int32()), pa.array(["x", None]))
+    b = pa.DictionaryArray.from_arrays(pa.array([1, 0], pa.int32()), pa.array(["y", None]))
+    col = pa.chunked_array([a, b])
+    assert pylist(col) == col.to_pylist() == ["x", None, None, None, "y"]
+
+
 def test_pylist_of_plain_columns_is_to_pylist() -> None:
     col = pa.chunked_array([pa.array([1, None, 3]), pa.array([4])])
     assert pylist(col) == [1, None, 3, 4]
