@@ -32,6 +32,12 @@ def test_pylist_of_chunks_whose_dictionaries_hold_nulls_is_to_pylist() -> None:
     assert pylist(col) == col.to_pylist() == ["x", None, None, None, "y"]
 
 
+def test_pylist_of_a_large_chunk_with_nulls_is_to_pylist() -> None:
+    values = [None, "a", "b", "", None, "é"] * 2000  # past the small-chunk path
+    col = pa.chunked_array([pa.array(values, pa.string()).dictionary_encode()] * 2)
+    assert pylist(col) == col.to_pylist()
+
+
 def test_pylist_of_plain_columns_is_to_pylist() -> None:
     col = pa.chunked_array([pa.array([1, None, 3]), pa.array([4])])
     assert pylist(col) == [1, None, 3, 4]
