@@ -238,6 +238,21 @@ def test_a_commit_told_its_ids_were_checked_still_records_each_decision_once(bac
     store.ledger.root()  # the frontier it cached before the refused insert was let go
 
 
+def test_sqlite_checkpoints_run_beside_the_worker_and_stop_with_it(backend, day) -> None:
+    import threading
+
+    def running() -> bool:
+        return any(t.name == "likelens-checkpoint" for t in threading.enumerate())
+
+    service = _service(backend, day["model"])
+    service.worker.start()
+    try:
+        assert running() == (service.store.kind == "sqlite")
+    finally:
+        service.worker.stop()
+    assert not running()
+
+
 def test_a_request_the_coercion_refuses_fails_alone(tmp_path, day) -> None:
     """Requests queued together are parsed together; one that cannot be read at all (no ts
     column) must not take the others in its micro-batch down with it."""

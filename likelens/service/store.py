@@ -9,6 +9,7 @@ again. Readers (the HTTP API) use their own connections.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,8 +27,10 @@ from likelens.ledger.log import EvidenceLog
 from likelens.service import tables as T
 from likelens.service.online import Decision
 
+log = logging.getLogger("likelens.service")
 MIGRATIONS = Path(__file__).with_name("migrations")
 CHUNK = 5000  # rows per IN (...) lookup
+WAL_BACKSTOP_PAGES = 10_000
 
 
 def database_url(data: str | Path | None, database: str | None) -> str:
@@ -47,6 +50,9 @@ def _sqlite_pragmas(dbapi_con: Any, _record: Any) -> None:
     cur = dbapi_con.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
+    # The service checkpoints from a thread of its own (``start_checkpoints``); SQLite's own,
+    # inside a commit, only past ten times its default log size (40 MB) as a backstop.
+    cur.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
 
@@ -69,6 +75,7 @@ class ServiceStore:
         # The ledger's frontier is cached for its one writer: the worker's batches and the
         # console's verdicts append from different threads, so their transactions take turns.
         self._write = threading.RLock()
+        self._checkpointer: tuple[threading.Thread, threading.Event] | None = None
         self._ledger_store = _LedgerStore(self)
         self.ledger = EvidenceLog(self._ledger_store)
         if migrate:
@@ -99,7 +106,38 @@ class ServiceStore:
             return False
 
     def close(self) -> None:
+        self.stop_checkpoints()
         self.engine.dispose()
+
+    def start_checkpoints(self, every_s: float = 0.2) -> None:
+        """On SQLite, copy the write-ahead log into the database from a thread of its own
+        every ``every_s``. Left to itself SQLite does it inside the commit that fills the
+        log past 1000 pages (every 50 or so micro-batches of the service, each page of a
+        decision's rows and indexes is a frame), with an fsync: 4-5 ms added to that batch,
+        the service's slowest percent of latencies. A passive checkpoint waits for no reader
+        or writer and runs without the GIL; should this thread stop, SQLite's own
+        checkpoints still run, past ``WAL_BACKSTOP_PAGES``. (PostgreSQL: nothing to do.)"""
+        if self.kind != "sqlite" or self._checkpointer is not None:
+            return
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(every_s):
+                try:
+                    with self.engine.connect() as con:
+                        con.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                except sa.exc.SQLAlchemyError:
+                    log.warning("WAL checkpoint failed; SQLite's own will run", exc_info=True)
+        self._checkpointer = (threading.Thread(target=run, name="likelens-checkpoint",
+                                               daemon=True), stop)
+        self._checkpointer[0].start()
+
+    def stop_checkpoints(self) -> None:
+        if self._checkpointer is not None:
+            thread, stop = self._checkpointer
+            stop.set()
+            thread.join(5)
+            self._checkpointer = None
 
     @property
     def _tx(self) -> Connection | None:

@@ -124,6 +124,7 @@ class Worker:
     def start(self, warm_up_s: float = 30.0) -> None:
         """Start the worker thread, and return once it has warmed up (``warm_up``) on that
         thread, which opens the DuckDB connection its parses use (``ingest._local_con``)."""
+        self.store.start_checkpoints()
         warmed = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(warmed,), name="likelens-worker",
                                         daemon=True)
@@ -151,6 +152,7 @@ class Worker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.store.stop_checkpoints()
 
     def submit(self, lines: list[bytes], source: str) -> Future[Outcome]:
         """Queue NDJSON event lines; the future resolves once their decisions are committed.
