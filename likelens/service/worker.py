@@ -104,7 +104,7 @@ class Worker:
 
     def __init__(self, store: ServiceStore, model: Model, version: str, *, key: bytes,
                  metrics: Metrics, stream: StreamReader | None = None, batch_rows: int = 5000,
-                 max_wait_s: float = 0.02, linger_s: float = 0.002) -> None:
+                 max_wait_s: float = 0.02, linger_s: float = 0.001) -> None:
         self.store, self.key, self.metrics, self.stream = store, key, metrics, stream
         self.scorer = OnlineScorer(model, version=version)
         self.batch_rows, self.max_wait_s, self.linger_s = batch_rows, max_wait_s, linger_s
