@@ -97,6 +97,14 @@ def test_a_column_given_twice_in_any_case_is_schema_error(tmp_path: Path, key: b
     assert err.value.column == "ts" and err.value.file == str(path)
 
 
+def test_a_line_nested_past_the_stack_is_quarantined_not_fatal(tmp_path: Path,
+                                                                 key: bytes) -> None:
+    good = '{"ts": 1, "user_id": 1, "action": "like", "video_id": 1}'
+    path = write(tmp_path / "deep.jsonl", good + "\n" + "[" * 100_000 + "\n" + good + "\n")
+    result = ingest([path], key=key)
+    assert result.events.num_rows == 2 and reasons(result) == {1: "malformed_row"}
+
+
 def test_truncated_parquet_is_input_error(tmp_path: Path, key: bytes) -> None:
     good = tmp_path / "good.parquet"
     pq.write_table(pa.table({"ts": [1], "user_id": [1], "action": ["like"], "video_id": [2]}),

@@ -132,7 +132,7 @@ def test_doubtful_lines_are_declined() -> None:
     base = clean_event(0)
     doubtful = [b'{"event_id": 1, "event_id": 2, "ts": 1, "user_id": 1, "action": "like", '
                 b'"video_id": 1}',                                    # a repeated key
-                b"[1, 2]", b"not json", b"\xff\xfe{}",
+                b"[1, 2]", b"not json", b"\xff\xfe{}", b"[" * 100_000,
                 json.dumps({**base, "watch_ms": -1}).encode(),       # would be quarantined
                 json.dumps({**base, "ip": "300.1.1.1"}).encode(),
                 json.dumps({**base, "ts": 1.5}).encode(),

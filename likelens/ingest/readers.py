@@ -220,7 +220,7 @@ def lines_to_raw(lines: Iterable[bytes]) -> RawFile:
         text = line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # (nested past Python's stack)
             malformed.append((number, text, Q("malformed_row")))
             continue
         if not isinstance(obj, dict):

@@ -65,7 +65,7 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _row(line: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(line.decode("utf-8"), object_pairs_hook=_pairs)
-    except ValueError:  # (UnicodeDecodeError and JSONDecodeError both are)
+    except (ValueError, RecursionError):  # (UnicodeDecodeError, JSONDecodeError; nesting)
         raise _Doubt from None
     if not isinstance(obj, dict):
         raise _Doubt

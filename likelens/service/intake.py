@@ -153,7 +153,7 @@ def body_lines(body: bytes, content_type: str) -> list[bytes]:
     if body.lstrip().startswith(b"["):
         try:
             items = json.loads(body)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise HTTPException(400, f"not a JSON array: {exc}") from None
         if not isinstance(items, list):
             raise HTTPException(400, "a JSON body must be an array of events")

@@ -64,4 +64,5 @@ def make_app(settings: Settings, *, key: bytes) -> FastAPI:
 def configure_logging(level: str = "info") -> None:
     """One line per request from our middleware (accepted event posts at DEBUG); uvicorn's
     access log (which prints the client's address) stays off."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("likelens").setLevel(level.upper())  # not every library's debug lines
