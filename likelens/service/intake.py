@@ -5,8 +5,9 @@ in turn), its dependency solving and its exception layers cost more of the event
 request's own work, on the one GIL the deciding worker also needs; the service's latency was
 mostly those requests waiting for each other. ``EventsFastPath`` answers this one route as plain
 ASGI, inside the application's middleware (so ``RequestLog`` still times and logs it), with the
-same checks and answers as the declared FastAPI route, which stays for the OpenAPI document and
-calls the same ``handle`` (``tests/test_service*.py`` exercise the path through both).
+same checks and answers (``authorize`` and ``handle`` are the ones the FastAPI routes use). The
+declared route stays for the OpenAPI document and the request log's route name; its body calls
+the same ``handle`` but is reached only if this middleware is taken out.
 """
 
 from __future__ import annotations
