@@ -125,6 +125,7 @@ class EventsFastPath:
         for route in getattr(scope.get("app"), "routes", ()):
             if getattr(route, "path", None) == PATH and "POST" in getattr(route, "methods", ()):
                 self._route = route
+                break
         return self._route
 
 
