@@ -11,6 +11,8 @@ byte, and longer messages are left to the caller (``max_value``).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 
@@ -131,12 +133,14 @@ def _hash_all(start: np.ndarray, label: np.ndarray, data: np.ndarray, lo: np.nda
 
 
 def keyed_digests(key: bytes, label: bytes, data: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                  digest_size: int = 8) -> np.ndarray:
+                  digest_size: int = 8, threads: int = 1) -> np.ndarray:
     """Keyed BLAKE2b of ``label + data[lo[i]:hi[i]]`` for every i, as an (n, digest_size)
     uint8 array: what ``hashlib.blake2b(label + value, key=key,
     digest_size=digest_size).digest()`` gives each. Every message must fit one block
     (``MAX_VALUE``), the label must not be empty (a keyed hash of nothing ends on the key's
-    own block, which this loop does not do), and the key must be 1 to 64 bytes."""
+    own block, which this loop does not do), and the key must be 1 to 64 bytes. With
+    ``threads`` above 1 the messages are cut into that many runs hashed side by side (the loop
+    holds no GIL)."""
     if not 0 < len(key) <= 64 or not 0 < digest_size <= 64 or not label:
         raise ValueError("keyed BLAKE2b here: a key of 1-64 bytes, a digest of 1-64 bytes, "
                          "a label")
@@ -145,8 +149,36 @@ def keyed_digests(key: bytes, label: bytes, data: np.ndarray, lo: np.ndarray, hi
     if len(lo) and int(np.max(hi - lo)) > max_value(label):
         raise ValueError("a message is longer than one block; hash it with hashlib")
     start = _keyed_state(np.frombuffer(key, dtype=np.uint8), digest_size)
-    return _hash_all(start, np.frombuffer(label, dtype=np.uint8),
-                     np.ascontiguousarray(data, dtype=np.uint8), lo, hi, digest_size)
+    label_bytes = np.frombuffer(label, dtype=np.uint8)
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    if threads <= 1 or len(lo) < 2 * threads:
+        return _hash_all(start, label_bytes, data, lo, hi, digest_size)
+    cuts = np.linspace(0, len(lo), threads + 1).astype(np.int64)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = pool.map(lambda a, b: _hash_all(start, label_bytes, data, lo[a:b], hi[a:b],
+                                                digest_size), cuts[:-1], cuts[1:])
+        return np.concatenate(list(parts))
+
+
+@numba.njit(cache=True, nogil=True)
+def _hex_rows(digests: np.ndarray, digits: np.ndarray, out: np.ndarray) -> None:
+    for i in range(digests.shape[0]):
+        for j in range(digests.shape[1]):
+            b = digests[i, j]
+            out[i, 2 * j] = digits[b >> 4]
+            out[i, 2 * j + 1] = digits[b & 15]
+
+
+_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex_digits(digests: np.ndarray) -> np.ndarray:
+    """The lower-case hex text of each row of an (n, k) uint8 array, as (n, 2k) uint8 bytes
+    (what ``hexdigest`` writes), in one pass: NumPy's shifts, table lookups and strided
+    stores made five temporaries of it."""
+    out = np.empty((digests.shape[0], 2 * digests.shape[1]), dtype=np.uint8)
+    _hex_rows(np.ascontiguousarray(digests, dtype=np.uint8), _DIGITS, out)
+    return out
 
 
 def max_value(label: bytes) -> int:
@@ -154,4 +186,4 @@ def max_value(label: bytes) -> int:
     return BLOCK - len(label)
 
 
-__all__ = ["BLOCK", "keyed_digests", "max_value"]
+__all__ = ["BLOCK", "hex_digits", "keyed_digests", "max_value"]

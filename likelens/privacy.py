@@ -23,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from likelens.blake2 import keyed_digests, max_value
+from likelens.blake2 import hex_digits, keyed_digests, max_value
 from likelens.errors import InputError
+from likelens.ipcolumn import NONE, OTHER, V4, V6, distinct_codes, factorize, parse_rows
 from likelens.ipv6 import parse_ipv6
 
 DEMO_KEY = b"likelens-demo-key-do-not-use-in-production"
@@ -36,6 +37,9 @@ V4_NET = (4, b"\x18")                 # the /24 of an IPv4 address (also its sub
 V6_NET = (6, bytes(10) + b"\x30")     # the /48 of an IPv6 address
 V6_SUB = (8, bytes(8) + b"\x40")      # the /64 of an IPv6 address
 KEY_ENV = "LIKELENS_KEY"
+# From this many messages on, the keyed hashes run on two threads: a plain column of mobile
+# addresses leaves them on the ingest's longest path while the device thread has finished.
+PARALLEL_DIGESTS = 1 << 20
 DEVICE_LABEL = b"dev:"
 
 
@@ -157,24 +161,73 @@ def _parse_v4(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
-                    ) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+                    ) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray,
+                               pa.ChunkedArray]:
     """Return (address hash, prefix hash, subnet hash, is_valid) for a column of IP text.
 
     The prefix is the /24 of IPv4 and the /48 of IPv6. The subnet is where one site's devices
     sit: the /24 again for IPv4, the /64 for IPv6, because a carrier's /48 pools thousands of
     phones (each with a /64 of its own) while a farm's accounts share one /64.
 
-    Dotted quads and plain IPv6 text (nearly all traffic) are parsed by vectorised kernels
-    (Arrow for IPv4, ``likelens.ipv6`` for IPv6); only the rest (embedded IPv4, zone ids, junk)
-    goes through ``ipaddress``. The keyed hashes are one BLAKE2b call per distinct address
-    and per distinct prefix, over messages laid out in one buffer, and their hex text is
-    written straight into an Arrow buffer: mobile traffic's millions of distinct addresses
-    never become Python strings. An unparseable address still gets a hash of its text (so the
-    quarantine never holds it in clear) but no prefix hash, and is_valid is false.
+    A dictionary column with few distinct values (Parquet's dictionary pages) is handled on its
+    dictionary. A plain column (CSV, JSON, Parquet that gave up its dictionary) is parsed row
+    by row by compiled kernels (``likelens.ipcolumn``) and its addresses grouped by value, so
+    no string is hashed or copied. Either way the keyed hashes are one BLAKE2b call per
+    distinct address and per distinct prefix, over messages laid out in one buffer, and their
+    hex text is written straight into an Arrow buffer. Only what the kernels cannot parse
+    (embedded IPv4, zone ids, junk) goes through ``ipaddress``. An unparseable address still
+    gets a hash of its text (so the quarantine never holds it in clear) but no prefix hash,
+    and is_valid is false.
     """
+    if not pa.types.is_dictionary(column.type) or not _few_distinct(column):
+        return _pseudonymise_plain(column, key)
     texts, spread = _distinct(column)
+    h, n, sub, valid, blank = _text_digests(texts, key)
+    ok_values = pa.array(valid, mask=blank)
+    return (spread(_hex(h, ~blank), pa.string()), spread(_hex(n, valid), pa.string()),
+            spread(_hex(sub, valid), pa.string()), spread(ok_values, pa.bool_()))
+
+
+def _pseudonymise_plain(column: pa.ChunkedArray, key: bytes
+                        ) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray,
+                                   pa.ChunkedArray]:
+    """``pseudonymise_ip`` of a column without a usable dictionary: each row parsed, equal
+    addresses grouped (numbered by first appearance, as a dictionary encoding of the text
+    would be), the rest grouped by trimmed text and sent through ``_text_digests``."""
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    kind, high, low = parse_rows(column)
+    parsed = np.where(kind == OTHER, np.uint8(NONE), kind)
+    codes, first = factorize(high, low, parsed)
+    m = len(first)
+    h, n, sub = _address_digests(kind[first], high[first], low[first], _mac_key(key))
+    valid = np.ones(m, dtype=bool)
+    blank = np.zeros(m, dtype=bool)
+    others = np.flatnonzero(kind == OTHER)
+    if len(others):
+        texts = pc.utf8_trim_whitespace(column.take(pa.array(others)).combine_chunks())
+        encoded = pc.dictionary_encode(texts)
+        oh, on, osub, ovalid, oblank = _text_digests(encoded.dictionary, key)
+        codes[others] = m + encoded.indices.to_numpy(zero_copy_only=False)
+        h, n, sub = np.vstack([h, oh]), np.vstack([n, on]), np.vstack([sub, osub])
+        valid = np.concatenate([valid, ovalid])
+        blank = np.concatenate([blank, oblank])
+    idx = pa.array(codes, type=pa.int32(), mask=kind == NONE)
+
+    def spread(values: pa.Array) -> pa.ChunkedArray:
+        return pa.chunked_array([pa.DictionaryArray.from_arrays(idx, values)])
+    return (spread(_hex(h, ~blank)), spread(_hex(n, valid)), spread(_hex(sub, valid)),
+            pa.chunked_array([pc.take(pa.array(valid, mask=blank), idx)]))
+
+
+def _text_digests(texts: pa.Array, key: bytes
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(address, prefix and subnet digests, is valid, is blank) of each text (already
+    trimmed): dotted quads and plain IPv6 by the vectorised kernels, the rest by
+    ``ipaddress``, unparseable text by a keyed hash of the text itself."""
     m = len(texts)
-    mac = _mac_key(key)
     v4, packed4 = _parse_v4(texts)
     v6, packed6 = parse_ipv6(texts)
     v6 &= ~v4
@@ -198,31 +251,40 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
             else:  # an IPv4 that was not a plain dotted quad (rare)
                 v4[i] = True
                 packed4[i] = int.from_bytes(p, "big")
+    words = packed6.view(">u8").astype(np.uint64)
+    kind = np.where(v4, np.uint8(V4), np.where(v6, np.uint8(V6), np.uint8(NONE)))
+    h, n, sub = _address_digests(kind, words[:, 0], np.where(v4, packed4, words[:, 1]),
+                                 _mac_key(key))
+    for i, digest in bad_hash.items():
+        h[i] = np.frombuffer(digest, dtype=np.uint8)
+    return h, n, sub, v4 | v6, blank
+
+
+def _address_digests(kind: np.ndarray, high: np.ndarray, low: np.ndarray, mac: bytes
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(address, prefix, subnet) digests ((k, 8) uint8 each, zeros where not an address) of
+    parsed addresses: ``kind`` V4 (the 32 bits in ``low``) or V6 (``high``, ``low``)."""
+    m = len(kind)
     h = np.zeros((m, 8), dtype=np.uint8)
     n = np.zeros((m, 8), dtype=np.uint8)
     sub = np.zeros((m, 8), dtype=np.uint8)
-    at4 = np.flatnonzero(v4)
+    at4 = np.flatnonzero(kind == V4)
     if len(at4):  # (each family's steps have a fixed cost the service's batches notice)
-        quad = packed4[at4].astype(">u4").view(np.uint8).reshape(-1, 4)
-        h[at4] = _digests(b"ip:", quad, mac)
-        n[at4] = sub[at4] = _prefix_digests(packed4[at4] & np.uint32(0xFFFFFF00), *V4_NET,
-                                            mac)
-    at6 = np.flatnonzero(v6)
+        packed4 = low[at4].astype(np.uint32)
+        h[at4] = _digests(b"ip:", packed4.astype(">u4").view(np.uint8).reshape(-1, 4), mac)
+        n[at4] = sub[at4] = _prefix_digests(packed4 & np.uint32(0xFFFFFF00), *V4_NET, mac)
+    at6 = np.flatnonzero(kind == V6)
     if len(at6):
-        # The /48 and /64 are the same bytes ``ip_network`` gives, cut from the packed
-        # addresses as integers and hashed once per distinct prefix: one sort finds the
-        # distinct /64s, and the /48s are found among those.
-        top = np.ascontiguousarray(packed6[at6, :8]).view(">u8").ravel()
-        h[at6] = _digests(b"ip:", packed6[at6], mac)
-        site, at_site = np.unique(top, return_inverse=True)
+        # The /48 and /64 are the same bytes ``ip_network`` gives, cut from the addresses as
+        # integers and hashed once per distinct prefix: the distinct /64s are found by
+        # hashing, and the /48s among those.
+        top = high[at6]
+        body = np.column_stack([top, low[at6]]).astype(">u8").view(np.uint8)
+        h[at6] = _digests(b"ip:", body.reshape(-1, 16), mac)
+        site, at_site = distinct_codes(top)
         n[at6] = _prefix_digests(site >> np.uint64(16), *V6_NET, mac)[at_site]
         sub[at6] = _net_digests(site, *V6_SUB, mac)[at_site]
-    for i, digest in bad_hash.items():
-        h[i] = np.frombuffer(digest, dtype=np.uint8)
-    valid = v4 | v6
-    ok_values = pa.array(valid, mask=blank)
-    return (spread(_hex(h, ~blank), pa.string()), spread(_hex(n, valid), pa.string()),
-            spread(_hex(sub, valid), pa.string()), spread(ok_values, pa.bool_()))
+    return h, n, sub
 
 
 def address_hashes(packed: bytes, key: bytes) -> tuple[str, str, str]:
@@ -254,14 +316,14 @@ def _digests(label: bytes, body: np.ndarray, mac: bytes) -> np.ndarray:
     width = body.shape[1]
     lo = np.arange(k, dtype=np.int64) * width
     return keyed_digests(mac, label, np.ascontiguousarray(body, dtype=np.uint8).ravel(), lo,
-                         lo + width)
+                         lo + width, threads=2 if k >= PARALLEL_DIGESTS else 1)
 
 
 def _prefix_digests(prefix: np.ndarray, width: int, suffix: bytes, mac: bytes) -> np.ndarray:
     """Keyed hash of ``net:`` + each prefix (``width`` big-endian bytes) + ``suffix``, computed
     once per distinct prefix and spread back ((n, 8) uint8, one digest per input)."""
-    uniq, inverse = np.unique(prefix, return_inverse=True)
-    return _net_digests(uniq, width, suffix, mac)[inverse.ravel()]
+    uniq, inverse = distinct_codes(prefix)
+    return _net_digests(uniq, width, suffix, mac)[inverse]
 
 
 def _net_digests(prefix: np.ndarray, width: int, suffix: bytes, mac: bytes) -> np.ndarray:
@@ -271,16 +333,11 @@ def _net_digests(prefix: np.ndarray, width: int, suffix: bytes, mac: bytes) -> n
     return _digests(b"net:", np.hstack([wide, tail]), mac)
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-
-
 def _hex(digests: np.ndarray, present: np.ndarray) -> pa.Array:
     """16-hex-digit text of each 8-byte digest (what ``hexdigest`` gives), null where not
     ``present``, written into one Arrow buffer."""
     k = len(digests)
-    chars = np.empty((k, 16), dtype=np.uint8)
-    chars[:, 0::2] = _HEX[digests >> 4]
-    chars[:, 1::2] = _HEX[digests & 15]
+    chars = hex_digits(digests)
     offsets = np.arange(k + 1, dtype=np.int64) * 16
     if k * 16 < 2**31:
         offsets = offsets.astype(np.int32)
