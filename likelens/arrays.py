@@ -4,6 +4,11 @@
 path that is ten times slower than sorting for integer arrays of a million or more
 (1.46 s against 0.015 s for 1.5M int64 on this machine).
 
+``unified_dictionary`` exists because a Parquet file read as dictionaries gives each batch its row
+group's dictionary: 172 chunks carrying 12.9M dictionary entries between them, but only 22
+distinct dictionaries of 1.6M entries. Arrow's ``unify_dictionaries`` hashes all 12.9M
+(1.1 s); unifying the distinct ones hashes 1.6M.
+
 ``pylist`` exists because Arrow's ``to_pylist`` builds a scalar object per row of a
 dictionary-encoded column (the pseudonymised hashes, the action): 7.6 ms for 5,000 rows, where
 decoding the dictionary once and indexing it takes 0.4-1.3 ms.
@@ -15,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
@@ -63,3 +69,35 @@ def pylist(column: pa.ChunkedArray | pa.Array) -> list[Any]:
         else:
             out += [values[i] for i in idx]
     return out
+
+
+def dictionary_identity(d: pa.Array) -> tuple[int, int, int]:
+    """Chunks built on one dictionary share its buffers: (data address, offset, length)."""
+    data = d.buffers()[-1]
+    return (data.address if data else 0, d.offset, len(d))
+
+
+def distinct_dictionaries(col: pa.ChunkedArray) -> dict[tuple[int, int, int], pa.Array]:
+    """The distinct dictionaries of a dictionary column's chunks, by identity."""
+    distinct: dict[tuple[int, int, int], pa.Array] = {}
+    for ch in col.chunks:
+        distinct.setdefault(dictionary_identity(ch.dictionary), ch.dictionary)
+    return distinct
+
+
+def unified_dictionary(col: pa.ChunkedArray) -> tuple[pa.Array, list[pa.Array]]:
+    """One dictionary for a dictionary column's chunks (each distinct value once, in order of
+    first appearance over the distinct chunk dictionaries) and each chunk's indices into it:
+    one hash pass over the distinct dictionaries and one take per row."""
+    distinct = distinct_dictionaries(col)
+    if not distinct:
+        return pa.array([], col.type.value_type), []
+    if len(distinct) == 1:
+        return next(iter(distinct.values())), [ch.indices for ch in col.chunks]
+    encoded = pc.dictionary_encode(pa.concat_arrays(list(distinct.values())))
+    remap, at = {}, 0
+    for k, d in distinct.items():
+        remap[k] = encoded.indices.slice(at, len(d)).cast(col.type.index_type)
+        at += len(d)
+    return encoded.dictionary, [remap[dictionary_identity(ch.dictionary)].take(ch.indices)
+                                for ch in col.chunks]

@@ -17,10 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens import viewindex
-from likelens.arrays import distinct_per_key
+from likelens.arrays import distinct_dictionaries, distinct_per_key
 from likelens.engine import DuckDBEngine, Engine, connect
 from likelens.ingest import shared_dictionaries
-from likelens.ingest.dictionaries import distinct_dictionaries
 from likelens.schema import ACTIONS
 
 SESSION_MS = 10 * 60_000  # views this close (in whole minutes) count as the feed session

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from likelens.arrays import distinct_dictionaries, unified_dictionary
 from likelens.blake2 import hex_digits, keyed_digests, max_value
 from likelens.errors import InputError
 from likelens.ipcolumn import NONE, OTHER, V4, V6, distinct_codes, factorize, parse_rows
@@ -96,19 +97,17 @@ def _distinct(column: pa.ChunkedArray) -> tuple[pa.Array, Spread]:
     dictionary alone: no per-row string is ever materialised.
     """
     if pa.types.is_dictionary(column.type) and _few_distinct(column):
-        col = column.unify_dictionaries()
-        values = (col.chunk(0).dictionary if col.num_chunks
-                  else pa.array([], column.type.value_type))
+        values, indices = unified_dictionary(column)
         texts = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
 
         def spread(per: list | pa.Array,  # type: ignore[type-arg]
                    type_: pa.DataType) -> pa.ChunkedArray:
             table = _as_array(per, type_)
             if pa.types.is_string(type_):  # stay dictionary-encoded: no per-row strings
-                return pa.chunked_array([pa.DictionaryArray.from_arrays(ch.indices, table)
-                                         for ch in col.chunks])
-            return pa.chunked_array([pc.take(table, ch.indices) for ch in col.chunks],
-                                    type=type_)
+                return pa.chunked_array([pa.DictionaryArray.from_arrays(idx, table)
+                                         for idx in indices], type=pa.dictionary(
+                                             column.type.index_type, type_))
+            return pa.chunked_array([pc.take(table, idx) for idx in indices], type=type_)
         return texts, spread
     if pa.types.is_dictionary(column.type):  # many distinct values: decode, then one pass
         column = pc.cast(column, column.type.value_type)
@@ -137,7 +136,7 @@ def _few_distinct(column: pa.ChunkedArray) -> bool:
     (a platform day's addresses: 7.4M entries for 19.8M rows, 1.6 s); past that (mobile
     traffic whose every row group holds its own millions of addresses: 68M entries for 18.8M
     rows) decoding and encoding the column once is several times cheaper."""
-    total = sum(len(ch.dictionary) for ch in column.chunks)
+    total = sum(len(d) for d in distinct_dictionaries(column).values())
     return column.num_chunks <= 1 or total <= len(column)
 
 

@@ -46,3 +46,26 @@ def test_pylist_of_plain_columns_is_to_pylist() -> None:
 def test_distinct_is_numpy_unique() -> None:
     x = np.random.default_rng(3).integers(0, 50, 1000)
     assert np.array_equal(distinct(x), np.unique(x))
+
+
+def test_unified_dictionary_decodes_to_the_same_values() -> None:
+    """Chunks that share a dictionary (a Parquet row group's batches) and chunks with their own
+    all index one dictionary afterwards, each value once, and decode as before."""
+    import pyarrow.compute as pc
+
+    from likelens.arrays import distinct_dictionaries, unified_dictionary
+
+    shared = pa.array(["a", "b", "c"])
+    other = pa.array(["c", "d", None])
+    chunks = [pa.DictionaryArray.from_arrays(pa.array([0, 2, None], pa.int32()), shared),
+              pa.DictionaryArray.from_arrays(pa.array([1, 1], pa.int32()), shared),
+              pa.DictionaryArray.from_arrays(pa.array([0, 1, 2], pa.int32()), other)]
+    col = pa.chunked_array(chunks)
+    assert len(distinct_dictionaries(col)) == 2
+    values, indices = unified_dictionary(col)
+    assert values.to_pylist().count("c") == 1
+    got = [pc.take(values, idx).to_pylist() for idx in indices]
+    assert got == [ch.dictionary.take(ch.indices).to_pylist() for ch in chunks]
+    empty, none = unified_dictionary(pa.chunked_array([], pa.dictionary(pa.int32(),
+                                                                         pa.string())))
+    assert len(empty) == 0 and none == []

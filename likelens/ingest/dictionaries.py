@@ -6,6 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from likelens.arrays import distinct_dictionaries, unified_dictionary
 from likelens.schema import ID_COLUMNS
 
 
@@ -24,33 +25,13 @@ def shared_dictionaries(events: pa.Table) -> pa.Table:
         if not pa.types.is_dictionary(col.type) or col.num_chunks < 2:
             columns.append(col)
             continue
-        distinct = distinct_dictionaries(col)
-        if len(distinct) == 1:
+        if len(distinct_dictionaries(col)) == 1:
             columns.append(col)
             continue
-        values = pc.unique(pa.concat_arrays(list(distinct.values())))
-        remap = {k: pc.index_in(d, value_set=values).cast(col.type.index_type)
-                 for k, d in distinct.items()}
-        chunks = []
-        for ch in col.chunks:
-            k = _identity(ch.dictionary)
-            chunks.append(pa.DictionaryArray.from_arrays(remap[k].take(ch.indices), values))
+        values, indices = unified_dictionary(col)
+        chunks = [pa.DictionaryArray.from_arrays(idx, values) for idx in indices]
         columns.append(pa.chunked_array(chunks, col.type))
     return pa.table(columns, names=events.column_names)
-
-
-def _identity(d: pa.Array) -> tuple[int, int, int]:
-    """Chunks built on one dictionary share its buffers: (data address, offset, length)."""
-    data = d.buffers()[-1]
-    return (data.address if data else 0, d.offset, len(d))
-
-
-def distinct_dictionaries(col: pa.ChunkedArray) -> dict[tuple[int, int, int], pa.Array]:
-    """The distinct dictionaries of a dictionary column's chunks, by identity."""
-    distinct: dict[tuple[int, int, int], pa.Array] = {}
-    for ch in col.chunks:
-        distinct.setdefault(_identity(ch.dictionary), ch.dictionary)
-    return distinct
 
 
 def unify_ids(tables: list[pa.Table]) -> list[pa.Table]:
