@@ -30,7 +30,11 @@ def _id_column(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
         col = pc.cast(col, pa.string())
     elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         return None
-    text = pc.utf8_trim(col, characters=" ")  # DuckDB's trim: spaces only
+    text = col
+    # DuckDB's trim (spaces only), where some value needs it: looking costs a quarter of
+    # trimming, which copies the column (0.6 s for 18M ids).
+    if pc.any(pc.starts_with(col, " ")).as_py() or pc.any(pc.ends_with(col, " ")).as_py():
+        text = pc.utf8_trim(col, characters=" ")
     empty = pc.equal(text, "")
     if pc.any(empty).as_py():  # (a copy of the column only where there is a blank id)
         text = pc.if_else(empty, pa.scalar(None, text.type), text)
