@@ -278,8 +278,10 @@ def _address_digests(kind: np.ndarray, high: np.ndarray, low: np.ndarray, mac: b
         # integers and hashed once per distinct prefix: the distinct /64s are found by
         # hashing, and the /48s among those.
         top = high[at6]
-        body = np.column_stack([top, low[at6]]).astype(">u8").view(np.uint8)
-        h[at6] = _digests(b"ip:", body.reshape(-1, 16), mac)
+        body = np.empty((len(at6), 2), dtype=">u8")  # the 16 packed bytes, written once
+        body[:, 0] = top
+        body[:, 1] = low[at6]
+        h[at6] = _digests(b"ip:", body.view(np.uint8), mac)
         site, at_site = distinct_codes(top)
         n[at6] = _prefix_digests(site >> np.uint64(16), *V6_NET, mac)[at_site]
         sub[at6] = _net_digests(site, *V6_SUB, mac)[at_site]
