@@ -87,17 +87,19 @@ def distinct_dictionaries(col: pa.ChunkedArray) -> dict[tuple[int, int, int], pa
 
 def unified_dictionary(col: pa.ChunkedArray) -> tuple[pa.Array, list[pa.Array]]:
     """One dictionary for a dictionary column's chunks (each distinct value once, in order of
-    first appearance over the distinct chunk dictionaries) and each chunk's indices into it:
-    one hash pass over the distinct dictionaries and one take per row."""
+    first appearance over the distinct chunk dictionaries) and each chunk's indices into it,
+    as int32 (the chunks' own index type may be too narrow for the union): one hash pass over
+    the distinct dictionaries and one take per row."""
     distinct = distinct_dictionaries(col)
     if not distinct:
         return pa.array([], col.type.value_type), []
     if len(distinct) == 1:
-        return next(iter(distinct.values())), [ch.indices for ch in col.chunks]
+        return next(iter(distinct.values())), [ch.indices.cast(pa.int32())
+                                               for ch in col.chunks]
     encoded = pc.dictionary_encode(pa.concat_arrays(list(distinct.values())))
     remap, at = {}, 0
     for k, d in distinct.items():
-        remap[k] = encoded.indices.slice(at, len(d)).cast(col.type.index_type)
+        remap[k] = encoded.indices.slice(at, len(d)).cast(pa.int32())
         at += len(d)
     return encoded.dictionary, [remap[dictionary_identity(ch.dictionary)].take(ch.indices)
                                 for ch in col.chunks]

@@ -105,8 +105,8 @@ def _distinct(column: pa.ChunkedArray) -> tuple[pa.Array, Spread]:
             table = _as_array(per, type_)
             if pa.types.is_string(type_):  # stay dictionary-encoded: no per-row strings
                 return pa.chunked_array([pa.DictionaryArray.from_arrays(idx, table)
-                                         for idx in indices], type=pa.dictionary(
-                                             column.type.index_type, type_))
+                                         for idx in indices],
+                                        type=pa.dictionary(pa.int32(), type_))
             return pa.chunked_array([pc.take(table, idx) for idx in indices], type=type_)
         return texts, spread
     if pa.types.is_dictionary(column.type):  # many distinct values: decode, then one pass

@@ -69,3 +69,19 @@ def test_unified_dictionary_decodes_to_the_same_values() -> None:
     empty, none = unified_dictionary(pa.chunked_array([], pa.dictionary(pa.int32(),
                                                                          pa.string())))
     assert len(empty) == 0 and none == []
+
+
+def test_unified_dictionary_widens_narrow_indices() -> None:
+    """Two int8-indexed chunks of 100 values each unify into 200 values: the indices come back
+    as int32 (Arrow's own unify_dictionaries refuses such chunks)."""
+    import pyarrow.compute as pc
+
+    from likelens.arrays import unified_dictionary
+
+    chunks = [pa.DictionaryArray.from_arrays(pa.array([0, 99], pa.int8()),
+                                             pa.array([f"{side}{i}" for i in range(100)]))
+              for side in "ab"]
+    values, indices = unified_dictionary(pa.chunked_array(chunks))
+    assert len(values) == 200 and all(idx.type == pa.int32() for idx in indices)
+    assert [pc.take(values, idx).to_pylist() for idx in indices] == [["a0", "a99"],
+                                                                      ["b0", "b99"]]

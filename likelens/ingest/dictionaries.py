@@ -30,7 +30,7 @@ def shared_dictionaries(events: pa.Table) -> pa.Table:
             continue
         values, indices = unified_dictionary(col)
         chunks = [pa.DictionaryArray.from_arrays(idx, values) for idx in indices]
-        columns.append(pa.chunked_array(chunks, col.type))
+        columns.append(pa.chunked_array(chunks, pa.dictionary(pa.int32(), values.type)))
     return pa.table(columns, names=events.column_names)
 
 
