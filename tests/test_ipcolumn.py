@@ -62,6 +62,7 @@ def test_two_threads_parse_what_one_does(monkeypatch: pytest.MonkeyPatch) -> Non
     column = pa.chunked_array([pa.array(texts[i:i + 700]) for i in range(0, len(texts), 700)])
     one = ipc.parse_rows(column)
     monkeypatch.setattr(ipc, "PARALLEL_ROWS", 10)
+    monkeypatch.setattr(ipc, "PIECE_ROWS", 300)  # chunks of 700 cut into pieces
     two = ipc.parse_rows(column)
     for a, b in zip(one, two, strict=True):
         assert np.array_equal(a, b)
