@@ -21,7 +21,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from likelens.ipv6 import _HEX, parse6
+from likelens.ipv6 import HEX_VALUE, parse6
 
 NONE, V4, V6, OTHER = 0, 1, 2, 3  # what parse_rows says of a row (NONE: null or blank)
 PARALLEL_ROWS = 1 << 20  # a column this long is parsed on two threads,
@@ -114,7 +114,7 @@ def parse_rows(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndar
                 else np.zeros(0, dtype=np.uint8))
         valid = (np.ones(k, dtype=bool) if chunk.null_count == 0
                  else chunk.is_valid().to_numpy(zero_copy_only=False))
-        _parse_rows(data, offsets.astype(np.int64), valid, _HEX, kind[at:at + k],
+        _parse_rows(data, offsets.astype(np.int64), valid, HEX_VALUE, kind[at:at + k],
                     high[at:at + k], low[at:at + k])
 
     if n < PARALLEL_ROWS:

@@ -15,11 +15,11 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-_HEX = np.full(256, -1, dtype=np.int8)
+HEX_VALUE = np.full(256, -1, dtype=np.int8)  # each byte's value as a hex digit, -1 for none
 for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX[_c] = _i
+    HEX_VALUE[_c] = _i
 for _i, _c in enumerate(b"ABCDEF"):
-    _HEX[_c] = 10 + _i
+    HEX_VALUE[_c] = 10 + _i
 _ZERO = np.uint64(0)
 
 
@@ -123,5 +123,5 @@ def parse_ipv6(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
             else np.zeros(0, dtype=np.uint8))
     valid = (np.ones(n, dtype=bool) if texts.null_count == 0 or validity is None
              else texts.is_valid().to_numpy(zero_copy_only=False))
-    _parse_all(data, offsets.astype(np.int64), valid, _HEX, ok, packed)
+    _parse_all(data, offsets.astype(np.int64), valid, HEX_VALUE, ok, packed)
     return ok, packed
