@@ -281,11 +281,25 @@ def _detect(feats: Features, names: Sequence[str], timer: Timer, *, workers: int
     if workers <= 1 or len(names) <= 1:
         out = {name: run(name) for name in names}
     else:
+        # Costliest first (greedy longest-processing-time), so that the workers finish
+        # together: in registry order the longest detector often started last and ran alone
+        # (zoo world 1000: detect 10.2 s for 16.7 s of detector time on two workers). The
+        # results keep the registry order, which fusion's components follow.
         with ThreadPoolExecutor(workers) as pool:
-            out = dict(zip(names, pool.map(run, names), strict=True))
+            jobs = {name: pool.submit(run, name)
+                    for name in sorted(names, key=lambda n: -_cost(n))}
+            out = {name: jobs[name].result() for name in names}
     for name in names:
         timer.stages[f"detect.{name}"] = own[name]
     return out
+
+
+def _cost(name: str) -> float:
+    """A detector's registered cost (``DetectorSpec.cost``); 1.0 for one not registered."""
+    try:
+        return get(name).cost
+    except KeyError:
+        return 1.0
 
 
 def _engagement_table(e: pa.Table, fusion: Fusion) -> pa.Table:
