@@ -260,3 +260,30 @@ def test_key_codes_code_values_not_dictionary_entries() -> None:
     assert codes[0] == codes[2] >= 0
     assert codes[5] >= 0 and codes[5] != codes[0]
     assert list(codes[[1, 3, 4]]) == [-1, -1, -1]
+
+
+def test_detectors_start_costliest_first_and_answer_in_registry_order(world) -> None:
+    """Two workers take the detectors costliest first (so that they finish together); the
+    answers still come back in registry order, which fusion's components follow."""
+    import threading
+    import time
+
+    from likelens.scan import Timer, _detect
+
+    _, events = world
+    feats = build_features(events)
+    names = [spec.name for spec in REGISTRY]
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def work(name: str, _feats: object) -> str:
+        with lock:
+            started.append(name)
+        time.sleep(0.2)  # longer than a worker's own setup, so starts follow the queue
+        return name
+
+    out = _detect(feats, names, Timer(), workers=2, work=work)
+    by_cost = [s.name for s in sorted(REGISTRY, key=lambda s: -s.cost)]
+    # Jobs leave the queue in order; two workers may note a pair in either order.
+    assert all(abs(started.index(n) - by_cost.index(n)) <= 1 for n in names), started
+    assert list(out) == names and list(out.values()) == names
