@@ -282,7 +282,7 @@ def _detect(feats: Features, names: Sequence[str], timer: Timer, *, workers: int
         out = {name: run(name) for name in names}
     else:
         # Costliest first (greedy longest-processing-time), so that the workers finish
-        # together: in registry order the longest detector often started last and ran alone
+        # together: in registry order burst, among the longest, started last and ran alone
         # (zoo world 1000: detect 10.2 s for 16.7 s of detector time on two workers). The
         # results keep the registry order, which fusion's components follow.
         with ThreadPoolExecutor(workers) as pool:
