@@ -137,7 +137,7 @@ def keyed_digests(key: bytes, label: bytes, data: np.ndarray, lo: np.ndarray, hi
     """Keyed BLAKE2b of ``label + data[lo[i]:hi[i]]`` for every i, as an (n, digest_size)
     uint8 array: what ``hashlib.blake2b(label + value, key=key,
     digest_size=digest_size).digest()`` gives each. Every message must fit one block
-    (``MAX_VALUE``), the label must not be empty (a keyed hash of nothing ends on the key's
+    (``max_value``), the label must not be empty (a keyed hash of nothing ends on the key's
     own block, which this loop does not do), and the key must be 1 to 64 bytes. With
     ``threads`` above 1 the messages are cut into that many runs hashed side by side (the loop
     holds no GIL)."""

@@ -1,19 +1,18 @@
-"""Vectorised parsing of plain IPv6 text (hex groups and one ``::``) into 16 packed bytes.
+"""Compiled parsing of plain IPv6 text (hex groups and one ``::``) into 128 bits.
 
 Mobile traffic gives millions of distinct IPv6 addresses a day; parsing them one Python call
 at a time (``socket.inet_pton``, a loop and the byte slicing around it) was most of a 19M-event
-log's ingest. This kernel reads the Arrow string buffers directly. It is deliberately narrow:
-it accepts only what ``inet_pton`` accepts with the same bytes (checked by a property test
-against it), and answers "not mine" for anything else (embedded IPv4, zone ids, junk), which
-the caller hands to ``inet_pton`` and ``ipaddress`` as before. A wrong "not mine" costs speed,
-never a different hash.
+log's ingest. ``parse6`` reads one text from the Arrow string buffers inside a compiled row
+loop (``ipcolumn.parse_rows``). It is deliberately narrow: it accepts only what ``inet_pton``
+accepts, with the same bytes (a property test holds it to that), and answers "not mine" for
+anything else (embedded IPv4, zone ids, junk), which the caller hands to ``ipaddress``. A
+wrong "not mine" costs speed, never a different hash.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-import pyarrow as pa
 
 HEX_VALUE = np.full(256, -1, dtype=np.int8)  # each byte's value as a hex digit, -1 for none
 for _i, _c in enumerate(b"0123456789abcdef"):
@@ -89,39 +88,3 @@ def parse6(data: np.ndarray, start: int, end: int, hexval: np.ndarray, groups: n
         else:
             low = (low << np.uint64(16)) | np.uint64(v)
     return True, high, low
-
-
-@numba.njit(cache=True, nogil=True)
-def _parse_all(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray, hexval: np.ndarray,
-               ok: np.ndarray, packed: np.ndarray) -> None:
-    groups = np.zeros(8, dtype=np.int64)
-    for r in range(len(ok)):
-        if valid[r]:
-            parsed, high, low = parse6(data, offsets[r], offsets[r + 1], hexval, groups)
-            ok[r] = parsed
-            if parsed:
-                for k in range(8):
-                    shift = np.uint64(56 - 8 * k)
-                    packed[r, k] = (high >> shift) & np.uint64(0xFF)
-                    packed[r, 8 + k] = (low >> shift) & np.uint64(0xFF)
-
-
-def parse_ipv6(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(parsed, packed) per text: whether it is plain IPv6 text, and its 16 bytes (an
-    (n, 16) uint8 array, zeros where not parsed)."""
-    n = len(texts)
-    ok = np.zeros(n, dtype=bool)
-    packed = np.zeros((n, 16), dtype=np.uint8)
-    if n == 0:
-        return ok, packed
-    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-        texts = texts.cast(pa.string())
-    validity, offsets_buf, data_buf = texts.buffers()[:3]
-    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, dtype=width)[texts.offset: texts.offset + n + 1]
-    data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
-            else np.zeros(0, dtype=np.uint8))
-    valid = (np.ones(n, dtype=bool) if texts.null_count == 0 or validity is None
-             else texts.is_valid().to_numpy(zero_copy_only=False))
-    _parse_all(data, offsets.astype(np.int64), valid, HEX_VALUE, ok, packed)
-    return ok, packed

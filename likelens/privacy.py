@@ -27,7 +27,6 @@ from likelens.arrays import distinct_dictionaries, unified_dictionary
 from likelens.blake2 import hex_digits, keyed_digests, max_value
 from likelens.errors import InputError
 from likelens.ipcolumn import NONE, OTHER, V4, V6, distinct_codes, factorize, parse_rows
-from likelens.ipv6 import parse_ipv6
 
 DEMO_KEY = b"likelens-demo-key-do-not-use-in-production"
 
@@ -140,25 +139,6 @@ def _few_distinct(column: pa.ChunkedArray) -> bool:
     return column.num_chunks <= 1 or total <= len(column)
 
 
-_V4 = r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
-
-
-def _parse_v4(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised dotted-quad parsing: (is valid IPv4, packed uint32) per text."""
-    shaped = pc.match_substring_regex(texts, _V4).to_numpy(zero_copy_only=False)
-    packed = np.zeros(len(texts), dtype=np.uint32)
-    ok = np.zeros(len(texts), dtype=bool)
-    pos = np.flatnonzero(shaped)
-    if len(pos):
-        parts = pc.split_pattern(texts.take(pa.array(pos)), ".").flatten()
-        octets = pc.cast(parts, pa.int64()).to_numpy().reshape(-1, 4)
-        fits = (octets <= 255).all(axis=1)
-        packed[pos] = (octets[:, 0] << 24 | octets[:, 1] << 16 | octets[:, 2] << 8
-                       | octets[:, 3]).astype(np.uint32)
-        ok[pos] = fits
-    return ok, packed
-
-
 def pseudonymise_ip(column: pa.ChunkedArray, key: bytes
                     ) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray,
                                pa.ChunkedArray]:
@@ -224,39 +204,29 @@ def _pseudonymise_plain(column: pa.ChunkedArray, key: bytes
 def _text_digests(texts: pa.Array, key: bytes
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(address, prefix and subnet digests, is valid, is blank) of each text (already
-    trimmed): dotted quads and plain IPv6 by the vectorised kernels, the rest by
-    ``ipaddress``, unparseable text by a keyed hash of the text itself."""
-    m = len(texts)
-    v4, packed4 = _parse_v4(texts)
-    v6, packed6 = parse_ipv6(texts)
-    v6 &= ~v4
-    blank = np.zeros(m, dtype=bool)
+    trimmed): dotted quads and plain IPv6 by the row kernel a plain column takes
+    (``ipcolumn.parse_rows``), the rest by ``ipaddress``, unparseable text by a keyed hash of
+    the text itself."""
+    kind, high, low = parse_rows(pa.chunked_array([texts], type=texts.type))
+    blank = kind == NONE
     bad_hash: dict[int, bytes] = {}
-    others = np.flatnonzero(~(v4 | v6))
-    if len(others):
-        for i, text in zip(others.tolist(), texts.take(pa.array(others)).to_pylist(),
-                           strict=True):
-            if not text:  # blank: no address at all
-                blank[i] = True
-                continue
-            try:
-                p = ipaddress.ip_address(text).packed
-            except ValueError:
-                bad_hash[i] = bytes.fromhex(keyed_hash(key, b"bad:" + text.encode()))
-                continue
-            if len(p) == 16:
-                v6[i] = True
-                packed6[i] = np.frombuffer(p, dtype=np.uint8)
-            else:  # an IPv4 that was not a plain dotted quad (rare)
-                v4[i] = True
-                packed4[i] = int.from_bytes(p, "big")
-    words = packed6.view(">u8").astype(np.uint64)
-    kind = np.where(v4, np.uint8(V4), np.where(v6, np.uint8(V6), np.uint8(NONE)))
-    h, n, sub = _address_digests(kind, words[:, 0], np.where(v4, packed4, words[:, 1]),
-                                 _mac_key(key))
+    others = np.flatnonzero(kind == OTHER)
+    for i, text in zip(others.tolist(), texts.take(pa.array(others)).to_pylist(), strict=True):
+        try:
+            p = ipaddress.ip_address(text).packed
+        except ValueError:
+            bad_hash[i] = bytes.fromhex(keyed_hash(key, b"bad:" + text.encode()))
+            kind[i] = NONE
+            continue
+        # An IPv6 with an embedded IPv4 or a zone id, or an IPv4 not written as a plain
+        # dotted quad (rare).
+        kind[i] = V6 if len(p) == 16 else V4
+        high[i] = int.from_bytes(p[:8], "big") if len(p) == 16 else 0
+        low[i] = int.from_bytes(p[-8:], "big") if len(p) == 16 else int.from_bytes(p, "big")
+    h, n, sub = _address_digests(kind, high, low, _mac_key(key))
     for i, digest in bad_hash.items():
         h[i] = np.frombuffer(digest, dtype=np.uint8)
-    return h, n, sub, v4 | v6, blank
+    return h, n, sub, (kind == V4) | (kind == V6), blank
 
 
 def _address_digests(kind: np.ndarray, high: np.ndarray, low: np.ndarray, mac: bytes

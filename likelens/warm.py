@@ -14,11 +14,8 @@ from pathlib import Path
 
 
 def main() -> None:
-    import pyarrow as pa
-
     from likelens import ipcolumn, sim
     from likelens.ingest import ingest
-    from likelens.ipv6 import parse_ipv6
     from likelens.privacy import DEMO_KEY
     from likelens.scan import scan_events
 
@@ -27,8 +24,7 @@ def main() -> None:
         result = sim.simulate(sim.load_scenario("demo", users=400), 0)
         paths = sim.write(result, Path(tmp))
         scan_events(ingest([paths["events"]], key=DEMO_KEY).events)
-    parse_ipv6(pa.array(["2001:db8::1"]))  # the demo day may have no IPv6 traffic
-    ipcolumn.warm()  # nor a plain address column
+    ipcolumn.warm()  # the demo day may have no IPv6 traffic, nor a plain address column
     print(f"numba kernels compiled and cached in {time.perf_counter() - t0:.1f} s")
 
 

@@ -328,16 +328,19 @@ def test_a_directory_mixing_parquet_and_csv_reads_as_one_log(tmp_path: Path, key
     st.ip_addresses(v=6).map(lambda a: str(a).upper()),
     st.text(alphabet="0123456789abcdefABCDEFG:", max_size=42), st.none()), max_size=60))
 def test_ipv6_kernel_accepts_only_what_inet_pton_does(texts) -> None:
-    """likelens.ipv6 parses plain IPv6 text itself: whatever it accepts, inet_pton accepts
-    with the same 16 bytes, and every well-formed plain address is accepted (else it would
-    fall back to the slow path)."""
+    """likelens.ipv6 parses plain IPv6 text itself (inside ``ipcolumn.parse_rows``): whatever
+    it accepts, inet_pton accepts with the same 16 bytes, and every well-formed plain address
+    is accepted (else it would fall back to the slow path)."""
     import socket
 
+    import numpy as np
     import pyarrow as pa
 
-    from likelens.ipv6 import parse_ipv6
+    from likelens.ipcolumn import V6, parse_rows
 
-    ok, packed = parse_ipv6(pa.array(texts, pa.string()))
+    kind, high, low = parse_rows(pa.chunked_array([pa.array(texts, pa.string())]))
+    ok = kind == V6
+    packed = np.column_stack([high, low]).astype(">u8").view(np.uint8)
     for text, parsed, got in zip(texts, ok.tolist(), packed, strict=True):
         try:
             want = socket.inet_pton(socket.AF_INET6, text) if text is not None else None

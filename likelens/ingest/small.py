@@ -113,7 +113,7 @@ def _edges_plain(text: str) -> bool:
 
 
 def _address(text: str) -> bytes:
-    """Packed bytes of a plain IPv4 dotted quad (as ``privacy._parse_v4`` reads it, leading
+    """Packed bytes of a plain IPv4 dotted quad (as ``ipcolumn.parse_rows`` reads it, leading
     zeros and all) or plain IPv6 text; anything else is a doubt."""
     if _V4.fullmatch(text):
         octets = [int(p) for p in text.split(".")]
