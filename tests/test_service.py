@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -523,6 +524,19 @@ def test_keys_cli_prints_once_lists_prefixes_and_revokes(tmp_path, capsys) -> No
     assert key not in json.dumps(store.keys(), default=str)
 
 
+def _likes_in_hour(h: int, first: int, *, n: int) -> pa.Table:
+    """``n`` accounts' likes in hour ``h`` of event time (accounts ``first`` on), each on its
+    own device, 300 addresses and 30 ranges among them."""
+    ids = np.arange(first, first + n)
+    return pa.table({
+        "event_id": (ids + h * 10**6).astype(str), "ts": h * 3_600_000 + ids,
+        "user_id": ids.astype(str), "action": ["like"] * n,
+        "video_id": ids % 50, "creator_id": ids % 7, "watch_ms": np.full(n, 1000),
+        "video_ms": np.full(n, 10_000), "device_hash": ids.astype(str),
+        "ip_hash": (ids % 300 + h * 1000).astype(str),
+        "ip_sub": (ids % 30 + h * 1000).astype(str)})
+
+
 def test_online_state_forgets_what_is_older_than_its_window(day) -> None:
     """Accounts, devices, addresses and targets last seen before the window are dropped, so a
     stream of any length keeps the state of about one window."""
@@ -530,16 +544,7 @@ def test_online_state_forgets_what_is_older_than_its_window(day) -> None:
 
     scorer = OnlineScorer(model_dir.load(day["model"]), version="m", window_s=3600)
     n = 2000
-
-    def hour(h: int, first: int) -> pa.Table:
-        ids = np.arange(first, first + n)
-        return pa.table({
-            "event_id": (ids + h * 10**6).astype(str), "ts": h * 3_600_000 + ids,
-            "user_id": ids.astype(str), "action": ["like"] * n,
-            "video_id": ids % 50, "creator_id": ids % 7, "watch_ms": np.full(n, 1000),
-            "video_ms": np.full(n, 10_000), "device_hash": ids.astype(str),
-            "ip_hash": (ids % 300 + h * 1000).astype(str),
-            "ip_sub": (ids % 30 + h * 1000).astype(str)})
+    hour = partial(_likes_in_hour, n=n)
 
     scorer.score(hour(0, 0))
     assert scorer.stats()["accounts"] == n
@@ -570,3 +575,18 @@ def test_a_started_and_stopped_service_leaves_forks_safe(tmp_path, day) -> None:
     done = subprocess.run([sys.executable, "-c", "pass"], preexec_fn=lambda: None,
                           check=False, timeout=60)
     assert done.returncode == 0
+
+
+def test_a_batch_longer_than_the_window_decides_all_its_engagements(day) -> None:
+    """The state is pruned after a batch is decided, not between folding its events in and
+    deciding them: a batch whose times span more than the window (a replayed backlog, or a
+    client's bad clock) used to lose its early accounts mid-batch (KeyError, a 500)."""
+    from likelens import model as model_dir
+
+    scorer = OnlineScorer(model_dir.load(day["model"]), version="m", window_s=3600)
+    n = 2000
+    hour = partial(_likes_in_hour, n=n)
+
+    decisions = scorer.score(pa.concat_tables([hour(0, 0), hour(3, 10_000)]))
+    assert len(decisions) == 2 * n
+    assert "0" not in scorer.accounts and str(10_000) in scorer.accounts  # pruned afterwards

@@ -219,12 +219,11 @@ class OnlineScorer:
         for i in range(events.num_rows):
             if self._event(i, cols, raw):
                 rows.append(i)
-        self._maybe_prune()
-        if not rows:
-            self._revisit()
-            return []
-        out = self._decide(rows, cols, raw)
+        out = self._decide(rows, cols, raw) if rows else []
         self._revisit()
+        # Only now: a batch whose times span more than the window would otherwise lose its
+        # early accounts between folding them in and deciding their engagements.
+        self._maybe_prune()
         return out
 
     def take_revisions(self) -> list[Decision]:
