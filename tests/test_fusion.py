@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from likelens.detect.burst import bought_share
-from likelens.fusion import collective_fires, corroborate_blocks, organic_floor
+from likelens.fusion import collective_fires, corroborate_blocks, organic_floor, poisson_upper
 
 
 def _columns(dense: list[float], lockstep: list[float]) -> dict[str, np.ndarray]:
@@ -79,3 +79,15 @@ def test_organic_floor_for_pile_members_and_account_only_evidence() -> None:
     assert floor[2] == 1.0
     assert floor[3] == 0.0                 # not task-shaped: nothing to floor
     assert floor[4:].tolist() == [0.0, 0.0]
+
+
+def test_poisson_upper_matches_garwood_limits_and_grows_like_a_count() -> None:
+    # Garwood's exact one-sided 95 % upper limits for 0, 1, 5 and 50 observed events.
+    exact = {0: 2.996, 1: 4.744, 5: 10.513, 50: 63.287}
+    for count, limit in exact.items():
+        assert abs(poisson_upper(count) - limit) / limit < 0.01
+    means = np.linspace(0, 500, 101)
+    bounds = np.array([poisson_upper(m) for m in means])
+    assert np.all(np.diff(bounds) > 0) and np.all(bounds > means)
+    # large counts: about 1.645 sqrt(m) above the mean, not a multiple of it
+    assert poisson_upper(10_000) < 10_000 + 2.0 * np.sqrt(10_000)

@@ -112,8 +112,8 @@ def render(result: ScanResult) -> str:
             f"{c['flagged_engagements']} of {c['engagements']} engagements; "
             f"{c['groups']} coordinated groups. Threshold "
             f"{s['thresholds']['score_threshold']:.3f} for a target organic false-positive "
-            f"rate of {s['thresholds']['target_fpr']:.4%} (estimated "
-            f"{s['thresholds']['estimated_organic_fpr']:.4%}).</p>")
+            f"rate of {s['thresholds']['target_fpr']:.4%} (label-free estimate: at most "
+            f"{s['thresholds']['estimated_organic_fpr']:.4%} at 95 %).</p>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>LikeLens report</title>
 <style>
