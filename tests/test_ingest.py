@@ -349,3 +349,38 @@ def test_ipv6_kernel_accepts_only_what_inet_pton_does(texts) -> None:
         assert parsed == (want is not None), text
         if parsed:
             assert got.tobytes() == want, text
+
+
+def test_a_large_parquet_file_read_in_runs_of_row_groups_is_the_file_read_whole(
+        tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs of row groups (how a big file is read in bounded memory) give the whole file's
+    events, quarantine and row numbers: default ids, a repeated id named by its file row, and
+    text ids that look like integers in one run only (read again whole)."""
+    import likelens.ingest as ingest_module
+
+    n = 40
+    table = pa.table({
+        "event_id": [None if i % 7 == 0 else i for i in range(n - 1)] + [3],  # 3 repeats
+        "ts": list(range(n)), "user_id": [str(i % 5) for i in range(n - 1)] + ["u-x"],
+        "action": ["view", "like"] * (n // 2), "video_id": [i % 3 for i in range(n)],
+        "ip": [f"10.0.{i % 4}.{i}" for i in range(n)]})
+    path = tmp_path / "big.parquet"
+    pq.write_table(table, path, row_group_size=6)
+    whole = ingest([path], key=key)
+    monkeypatch.setattr(ingest_module, "PIECE_ROWS", 12)
+    calls: list[int] = []
+    real = ingest_module.read_parquet_row_groups
+    monkeypatch.setattr(ingest_module, "read_parquet_row_groups",
+                        lambda *a: calls.append(1) or real(*a))
+    runs = ingest([path], key=key)
+    assert len(calls) == 4  # 40 rows in row groups of 6, runs of 12: four runs
+    assert runs.events.equals(whole.events)
+    assert runs.quarantine.equals(whole.quarantine)
+    assert runs.quarantine["row"].to_pylist() == [n - 1]  # the repeated id, by its file row
+    assert pa.types.is_string(runs.events.schema.field("user_id").type)
+
+    same = table.set_column(2, "user_id", pa.array([str(i % 5) for i in range(n)]))
+    pq.write_table(same, path, row_group_size=6)
+    calls.clear()
+    assert ingest([path], key=key).events["user_id"].to_pylist() == (list(range(5)) * 8)[:-1]
+    assert len(calls) == 4

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -117,8 +118,29 @@ def read_parquet_row_groups(path: Path, groups: Sequence[int], first_row: int) -
         table = pf.read_row_groups(list(groups))
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"unreadable Parquet file ({exc})", file=str(path)) from None
-    rows = pa.array(range(first_row, first_row + table.num_rows), pa.int64())
+    rows = pa.array(np.arange(first_row, first_row + table.num_rows, dtype=np.int64))
     return RawFile(table.append_column("_row", rows), [])
+
+
+def row_group_runs(path: Path, target_rows: int) -> list[tuple[list[int], int]]:
+    """A Parquet file cut into runs of consecutive row groups of about ``target_rows`` rows
+    each: (row groups, file row number of the first), from the footer. Empty when the footer
+    cannot be read (reading the file whole then reports why)."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (OSError, pa.ArrowException):
+        return []
+    runs: list[tuple[list[int], int]] = []
+    group: list[int] = []
+    first = size = 0
+    for g in range(meta.num_row_groups):
+        group.append(g)
+        size += meta.row_group(g).num_rows
+        if size >= target_rows or g == meta.num_row_groups - 1:
+            runs.append((group, first))
+            first += size
+            group, size = [], 0
+    return runs
 
 
 def _csv_header(path: Path) -> list[str]:

@@ -43,7 +43,12 @@ from likelens.ingest import (
     discover,
     read_piece,
 )
-from likelens.ingest.readers import READERS, SUFFIXES, read_parquet_row_groups
+from likelens.ingest.readers import (
+    READERS,
+    SUFFIXES,
+    read_parquet_row_groups,
+    row_group_runs,
+)
 from likelens.schema import ID_COLUMNS
 
 # What a task tells the driver about its piece: where it staged it, how many file rows it
@@ -120,19 +125,12 @@ def _tasks(files: Sequence[Path], slots: int, *, ids: Sequence[int] | None = Non
     target = max(1, min(TASK_ROWS, total // max(1, slots)))
     for i, f in zip(ids, files, strict=True):
         md = metas.get(i)
-        if md is None or md.num_row_groups < 2:
+        runs = row_group_runs(f, target) if md is not None and md.num_row_groups > 1 else []
+        if len(runs) < 2:
             rows.append({"file_idx": i, "path": str(f), "groups": None, "first_row": 0})
             continue
-        group: list[int] = []
-        first = size = 0
-        for g in range(md.num_row_groups):
-            group.append(g)
-            size += md.row_group(g).num_rows
-            if size >= target or g == md.num_row_groups - 1:
-                rows.append({"file_idx": i, "path": str(f), "groups": json.dumps(group),
-                             "first_row": first})
-                first += size
-                group, size = [], 0
+        rows.extend({"file_idx": i, "path": str(f), "groups": json.dumps(groups),
+                     "first_row": first} for groups, first in runs)
     return pa.Table.from_pylist(rows, schema=pa.schema([
         ("file_idx", pa.int32()), ("path", pa.string()), ("groups", pa.string()),
         ("first_row", pa.int64())]))
@@ -225,7 +223,7 @@ def _numbered(good: pa.Table, offset: int) -> pa.Table:
         return good
     i = good.column_names.index("event_id")
     eid = good["event_id"]
-    numbered = pc.cast(pc.add(good["_file_row"], offset), eid.type)
+    numbered = pc.cast(pc.add(pc.cast(good["_file_row"], pa.int64()), offset), eid.type)
     return good.set_column(i, "event_id", pc.if_else(default, numbered, eid))
 
 
