@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from likelens import viewindex
+from likelens import runtime, viewindex
 from likelens.arrays import distinct_dictionaries, distinct_per_key
 from likelens.engine import DuckDBEngine, Engine, connect
 from likelens.ingest import shared_dictionaries
@@ -301,6 +301,7 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     # whole-log arrays are made: the address, device, region, text and id columns were a
     # third of a 100M-event log's memory.
     events = events.select(["user_id", "video_id", "ts", *_VIEW_COLUMNS])
+    runtime.release_freed()  # the dropped columns' holes cannot hold the arrays made next
 
     # Accounts: codes among the accounts that engage, in id order (= dense_rank by user_id).
     users = pc.unique(e["user_id"])
@@ -328,6 +329,7 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     del vid
     ts = _numpy(events["ts"])
     events = events.select(list(_VIEW_COLUMNS))
+    runtime.release_freed()
     eng_ts = ts[eng_rows]
     view_acc = all_acc
     view_acc[eng_rows] = -1

@@ -64,3 +64,23 @@ def reusing_freed_memory() -> Iterator[None]:
     finally:
         _mallopt(_DEFAULTS)
         pa.set_memory_pool(pool)
+
+
+def release_freed() -> bool:
+    """Hand the free pages of the heap back to the kernel (glibc's ``malloc_trim``), keeping
+    the heap itself. A no-op unless ``enable`` was called; False where it did nothing.
+
+    With freed memory kept for reuse, a stage that frees many small blocks (a log's columns,
+    a record batch at a time) and then allocates a few big ones (whole-log arrays) cannot
+    reuse the holes: the big arrays land past them and RSS is the sum of both. Trimming at
+    that turn costs the big arrays' first-touch faults and saves the holes' memory.
+    """
+    if not _enabled or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    return bool(trim(0))

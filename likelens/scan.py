@@ -175,7 +175,9 @@ def _features(log: list[pa.Table], threads: int | None, timer: Timer,
     """The features stage. ``log`` holds the events and is emptied, so that this stage holds
     the only reference to them (from ``scan_paths``) and they are freed when it ends."""
     with timer.stage("features", progress):
-        return build_features(log.pop(), threads=threads)
+        feats = build_features(log.pop(), threads=threads)
+        runtime.release_freed()  # the log's last columns and the index temporaries
+        return feats
 
 
 def _scan(feats: Features, *, target_fpr: float, detectors: Sequence[str] | None,
