@@ -81,6 +81,21 @@ def test_duplicate_event_id_keeps_first(tmp_path: Path, key: bytes) -> None:
     assert "e1" in r.quarantine["raw"][0].as_py()
 
 
+def test_integer_ids_increasing_in_each_file_but_repeated_across_files_are_found(
+        tmp_path: Path, key: bytes) -> None:
+    """The cheap "ids strictly increase" pass looks across chunk (and file) boundaries."""
+    d = tmp_path / "two"
+    d.mkdir()
+    for name, ids in (("a", [1, 2, 3]), ("b", [3, 4])):
+        pq.write_table(pa.table({"event_id": ids, "ts": ids, "user_id": ids,
+                                 "action": ["like"] * len(ids), "video_id": [9] * len(ids)}),
+                       d / f"{name}.parquet")
+    r = ingest([d], key=key)
+    assert r.events["event_id"].to_pylist() == [1, 2, 3, 4]
+    assert r.quarantine["reason"].to_pylist() == ["duplicate_event_id"]
+    assert r.quarantine["source"][0].as_py().endswith("b.parquet")
+
+
 def test_missing_required_column_is_schema_error(tmp_path: Path, key: bytes) -> None:
     path = write(tmp_path / "nouser.csv", "ts,action,video_id\n1,like,2\n")
     with pytest.raises(SchemaError) as info:
