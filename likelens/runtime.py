@@ -20,6 +20,7 @@ import ctypes.util
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pyarrow as pa
 
@@ -37,16 +38,22 @@ def enable() -> None:
     _enabled = True
 
 
-def _mallopt(settings: dict[int, int]) -> bool:
+def _glibc(name: str, *argtypes: Any) -> Any:
+    """glibc's function ``name`` with its argument types, or None where there is none (not
+    Linux, or another C library such as musl): callers then leave the defaults."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, say): leave the defaults
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return all(bool(mallopt(k, v)) for k, v in settings.items())
+        fn = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = list(argtypes)
+    return fn
+
+
+def _mallopt(settings: dict[int, int]) -> bool:
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and all(bool(mallopt(k, v)) for k, v in settings.items())
 
 
 @contextmanager
@@ -75,12 +82,5 @@ def release_freed() -> bool:
     reuse the holes: the big arrays land past them and RSS is the sum of both. Trimming at
     that turn costs the big arrays' first-touch faults and saves the holes' memory.
     """
-    if not _enabled or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    return bool(trim(0))
+    trim = _glibc("malloc_trim", ctypes.c_size_t) if _enabled else None
+    return trim is not None and bool(trim(0))

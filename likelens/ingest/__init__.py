@@ -247,20 +247,19 @@ def _read_file(con: duckdb.DuckDBPyConnection, path: Path, key: bytes, offset: i
     once, beside the canonical rows kept so far (a 25M-row file's were 1.7 GiB over its
     result). Runs whose id columns came out of different types (text ids that look like
     integers in some runs only) are read again whole: the type is decided over the file."""
-    runs = row_group_runs(path, PIECE_ROWS) if SUFFIXES[path.suffix.lower()] == "parquet" \
-        else []
-    if len(runs) < 2:
-        return read_piece(con, path, READERS[SUFFIXES[path.suffix.lower()]](path), key, offset)
-    pieces = [read_piece(con, path, read_parquet_row_groups(path, groups, first), key, offset)
-              for groups, first in runs]
-    types = {tuple(str(p.good.schema.field(c).type) if c in p.good.column_names else ""
-                   for c in ID_COLUMNS) for p in pieces}
-    if len(types) > 1:
+    kind = SUFFIXES[path.suffix.lower()]
+    runs = row_group_runs(path, PIECE_ROWS) if kind == "parquet" else []
+    if len(runs) > 1:
+        pieces = [read_piece(con, path, read_parquet_row_groups(path, groups, first), key,
+                             offset) for groups, first in runs]
+        types = {tuple(str(p.good.schema.field(c).type) if c in p.good.column_names else ""
+                       for c in ID_COLUMNS) for p in pieces}
+        if len(types) == 1:
+            return Piece(pa.concat_tables([p.good for p in pieces]),
+                         pa.concat_tables([p.quarantine for p in pieces]),
+                         sum(p.n_rows for p in pieces))
         del pieces
-        return read_piece(con, path, READERS[SUFFIXES[path.suffix.lower()]](path), key, offset)
-    return Piece(pa.concat_tables([p.good for p in pieces]),
-                 pa.concat_tables([p.quarantine for p in pieces]),
-                 sum(p.n_rows for p in pieces))
+    return read_piece(con, path, READERS[kind](path), key, offset)
 
 
 @dataclass

@@ -130,6 +130,11 @@ def row_group_runs(path: Path, target_rows: int) -> list[tuple[list[int], int]]:
         meta = pq.ParquetFile(path).metadata
     except (OSError, pa.ArrowException):
         return []
+    return runs_of(meta, target_rows)
+
+
+def runs_of(meta: pq.FileMetaData, target_rows: int) -> list[tuple[list[int], int]]:
+    """``row_group_runs`` from a footer already read."""
     runs: list[tuple[list[int], int]] = []
     group: list[int] = []
     first = size = 0

@@ -47,7 +47,7 @@ from likelens.ingest.readers import (
     READERS,
     SUFFIXES,
     read_parquet_row_groups,
-    row_group_runs,
+    runs_of,
 )
 from likelens.schema import ID_COLUMNS
 
@@ -125,7 +125,7 @@ def _tasks(files: Sequence[Path], slots: int, *, ids: Sequence[int] | None = Non
     target = max(1, min(TASK_ROWS, total // max(1, slots)))
     for i, f in zip(ids, files, strict=True):
         md = metas.get(i)
-        runs = row_group_runs(f, target) if md is not None and md.num_row_groups > 1 else []
+        runs = runs_of(md, target) if md is not None and md.num_row_groups > 1 else []
         if len(runs) < 2:
             rows.append({"file_idx": i, "path": str(f), "groups": None, "first_row": 0})
             continue
