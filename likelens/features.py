@@ -294,7 +294,8 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     e = shared_dictionaries(_plain_if_sparse(events.filter(pa.array(~is_view))))
     has_views = bool(is_view.any())
     has_device = _present(events, "device_hash")
-    has_ip = _present(events, "ip_net")
+    # Whether the engagements carry addresses: ingest may leave a view's address unhashed.
+    has_ip = _present(e, "ip_net")
     has_text = _present(e, "text")
     # From here on the views need six columns of the log, then three. Where the caller let go
     # of the log (a scan does), every column dropped here is memory freed before this stage's

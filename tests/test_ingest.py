@@ -193,6 +193,44 @@ def test_quarantine_raw_never_holds_clear_ip(tmp_path: Path, key: bytes) -> None
     assert "10.9.8.7" not in raw and "phone-9" not in raw
 
 
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_views_addresses_are_checked_and_a_quarantined_views_is_hashed(
+        tmp_path: Path, key: bytes, suffix: str) -> None:
+    """Ingest leaves a view's address unhashed (nothing reads it), but still quarantines a
+    view whose address is bad, and a quarantined view shows its address hashed as an
+    engagement's would be (its file is hashed whole), never in clear and never missing."""
+    clean = [("1", "1", "view", "10", "5", "1", "", "", "10.0.0.1", "", ""),
+             ("2", "1", "like", "10", "5", "2", "", "", "10.0.0.1", "", ""),
+             ("3", "2", " VIEW ", "10", "5", "3", "", "", "10.0.0.2", "", "")]
+    messy = [("4", "3", "view", "10", "5", "4", "", "", "not-an-ip", "", ""),
+             ("soon", "4", "view", "10", "5", "5", "", "", "10.0.0.1", "", ""),
+             ("6", "4", "view", "10", "5", "6", "", "", "10.0.0.2", "", "")]
+    paths = []
+    for name, rows in (("a", clean), ("b", messy)):
+        path = write(tmp_path / f"{name}.csv", HEADER + "".join(",".join(r) + "\n"
+                                                              for r in rows))
+        if suffix == "parquet":
+            import pyarrow.csv as pacsv
+            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in HEADER.strip().split(",")}))
+            path.unlink()
+            path = tmp_path / f"{name}.parquet"
+            pq.write_table(table, path)
+        paths.append(path)
+    r = ingest([tmp_path], key=key)
+    assert r.events["event_id"].to_pylist() == [1, 2, 3, 6]
+    like_hash = r.events["ip_hash"][1].as_py()
+    assert like_hash is not None
+    hashes = r.events["ip_hash"].to_pylist()
+    assert hashes[0] is None and hashes[2] is None  # the clean file's views
+    assert hashes[3] is not None  # the messy file was hashed whole
+    assert r.quarantine["reason"].to_pylist() == ["bad_ip", "bad_time"]
+    raw = [json.loads(t) for t in r.quarantine["raw"].to_pylist()]
+    assert raw[0]["ip"] is not None and raw[1]["ip"] == like_hash
+    assert "10.0.0.1" not in " ".join(r.quarantine["raw"].to_pylist())
+    assert "not-an-ip" not in " ".join(r.quarantine["raw"].to_pylist())
+
+
 def test_typed_parquet_fast_path_matches_the_general_path(tmp_path: Path, key: bytes) -> None:
     import pyarrow.csv as pacsv
 
@@ -334,7 +372,9 @@ def test_a_directory_mixing_parquet_and_csv_reads_as_one_log(tmp_path: Path, key
     r = ingest([d], key=key)
     assert r.events["action"].to_pylist() == ["view", "like", "like"]
     assert r.events["region"].to_pylist() == ["PL", "PL", "DE"]
-    assert r.events["ip_hash"].null_count == 0
+    # The likes' addresses are hashed; a view's is not (nothing reads it: ``_coerce``).
+    hashes = r.events["ip_hash"].to_pylist()
+    assert hashes[0] is None and None not in hashes[1:] and hashes[1] != hashes[2]
 
 
 @settings(max_examples=80, deadline=None)

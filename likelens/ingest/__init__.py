@@ -81,9 +81,15 @@ class IngestResult:
     rows_read: int
 
 
-def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes
-            ) -> tuple[pa.Table, pa.Table]:
-    """Coerce one raw file; return (rows with their reasons, quarantine rows for malformed)."""
+def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes, *,
+            key_views: bool = True) -> tuple[pa.Table, pa.Table]:
+    """Coerce one raw file; return (rows with their reasons, quarantine rows for malformed).
+
+    Without ``key_views`` a view's address may be left unhashed (null): nothing after ingest
+    reads it, and a plain address column's views are most of its distinct addresses
+    (``pseudonymise_ip``'s ``keyed``). Every address is still checked, and a quarantined row
+    still shows its address hashed: if a view that carries an address is quarantined, the
+    file is coerced again with every address hashed."""
     table = raw.table
     table = table.rename_columns([n if n == "_row" else n.strip().lower()
                                   for n in table.column_names])
@@ -103,8 +109,9 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes
     with ThreadPoolExecutor(1) if table.num_rows >= PARALLEL_ROWS else _Inline() as pool:
         device = (pool.submit(pseudonymise_text, table["device_id"], key, DEVICE_LABEL)
                   if "device_id" in contract else None)
+        keyed = None if key_views or "ip" not in contract else _not_views(table["action"])
         if "ip" in contract:
-            h, n, sub, ok = pseudonymise_ip(table["ip"], key)
+            h, n, sub, ok = pseudonymise_ip(table["ip"], key, keyed)
             table = table.append_column("_ip_hash", h).append_column("_ip_net", n)
             table = table.append_column("_ip_sub", sub)
             table = table.append_column("_ip_ok", ok)
@@ -123,7 +130,35 @@ def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes
             raise InputError(f"cannot coerce values ({exc})", file=str(path)) from None
         finally:
             con.unregister("raw")
+        if keyed is not None and _quarantines_unhashed(coerced, table, keyed):
+            return _coerce(con, path, raw, key)
     return coerced, _malformed(raw, str(path), key)
+
+
+def _not_views(action: pa.ChunkedArray) -> np.ndarray | None:
+    """Per row, whether its action is anything but a view as coercion reads it (trimmed,
+    lower case; a null or unknown action too); None (every row) for a column that is not
+    text."""
+    t = action.type
+    if pa.types.is_dictionary(t) and pa.types.is_string(t.value_type):
+        view = pa.chunked_array(
+            [pc.take(pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(ch.dictionary)), "view"),
+                     ch.indices) for ch in action.chunks], pa.bool_())
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        view = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(action)), "view")
+    else:
+        return None
+    return ~pc.fill_null(view, False).to_numpy(zero_copy_only=False)
+
+
+def _quarantines_unhashed(coerced: pa.Table, table: pa.Table, keyed: np.ndarray) -> bool:
+    """Whether a quarantined row is one whose address was left unhashed."""
+    bad = coerced.filter(pc.is_valid(coerced["_reason"]))["_row"]
+    if len(bad) == 0:
+        return False
+    unhashed = pc.and_(pa.array(~keyed), pc.is_valid(table["ip"]))
+    return bool(pc.any(pc.is_in(table["_row"].filter(unhashed), value_set=bad.combine_chunks())
+                       ).as_py())
 
 
 PARALLEL_ROWS = 20_000
@@ -279,8 +314,9 @@ def read_piece(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: by
                offset: int, *, mark_default_ids: bool = False) -> Piece:
     """Coerce, pseudonymise and split one file as read: the per-file half of ``ingest``,
     which a scale-out engine runs on its workers (and asks which ids it numbered, to number
-    them again input-wide)."""
-    table, malformed = _coerce(con, path, raw, key)
+    them again input-wide). A view's address hashes may be null here (``_coerce``): the
+    features stage reads the addresses of engagements only."""
+    table, malformed = _coerce(con, path, raw, key, key_views=False)
     n_rows = max([raw.table.num_rows + len(raw.malformed)] +
                  [r + 1 for r, _, _ in raw.malformed])
     del raw
