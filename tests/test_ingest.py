@@ -439,3 +439,34 @@ def test_a_large_parquet_file_read_in_runs_of_row_groups_is_the_file_read_whole(
     calls.clear()
     assert ingest([path], key=key).events["user_id"].to_pylist() == (list(range(5)) * 8)[:-1]
     assert len(calls) == 4
+
+
+def test_watch_times_are_narrowed_only_where_they_fit(
+        tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watch time and video length are held as int32 where a piece's values fit; a run with a
+    value past 2**31 ms stays int64 and the file's other runs are promoted to it, values kept."""
+    import likelens.ingest as ingest_module
+
+    n = 24
+    watch = [1000 * i for i in range(n)]
+    watch[20] = 3_000_000_000  # 35 days: only the last run holds it
+    table = pa.table({"ts": list(range(n)), "user_id": [i % 4 for i in range(n)],
+                      "action": ["view"] * n, "video_id": [1] * n, "watch_ms": watch,
+                      "video_ms": [None] * n}, schema=pa.schema([
+                          ("ts", pa.int64()), ("user_id", pa.int64()), ("action", pa.string()),
+                          ("video_id", pa.int64()), ("watch_ms", pa.int64()),
+                          ("video_ms", pa.int64())]))
+    path = tmp_path / "w.parquet"
+    pq.write_table(table, path, row_group_size=6)
+    small = ingest([path], key=key, threads=1)
+    monkeypatch.setattr(ingest_module, "PIECE_ROWS", 12)
+    runs = ingest([path], key=key, threads=1)
+    for got in (small, runs):
+        assert got.events.schema.field("watch_ms").type == pa.int64()
+        assert got.events["watch_ms"].to_pylist() == watch
+        assert got.events["video_ms"].null_count == n
+    pq.write_table(table.set_column(4, "watch_ms", pa.array([1000 * i for i in range(n)])),
+                   path, row_group_size=6)
+    fits = ingest([path], key=key)
+    assert fits.events.schema.field("watch_ms").type == pa.int32()
+    assert fits.events["watch_ms"].to_pylist() == [1000 * i for i in range(n)]
