@@ -36,3 +36,20 @@ def test_release_freed_hands_back_the_holes_that_reuse_keeps(monkeypatch: pytest
         after = _rss_bytes()
     assert len(keep) == 16
     assert before - after > 400 * 2**20, (before, after)
+
+
+def test_enable_stops_numpy_asking_for_huge_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's settings turn NumPy's huge-page advice off, unless the user chose it."""
+    from numpy._core.multiarray import _set_madvise_hugepage
+
+    monkeypatch.setattr(runtime, "_enabled", False)
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    before = _set_madvise_hugepage(True)
+    try:
+        runtime.enable()
+        assert _set_madvise_hugepage(True) is False  # enable left it off
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        assert runtime.huge_pages(False) is True
+        assert _set_madvise_hugepage(True) is True  # the user's choice stands
+    finally:
+        _set_madvise_hugepage(before)
