@@ -162,7 +162,7 @@ def pseudonymise_ip(column: pa.ChunkedArray, key: bytes, keyed: np.ndarray | Non
     other rows are parsed (is_valid is still every row's) but neither grouped nor hashed, and
     their hashes are null. Ingest passes the rows that are not views: nothing reads a view's
     address, and a day of mobile traffic's views hold most of its millions of distinct
-    addresses (grouping and hashing them was 4.3 s of a 22M-event log's 4.8 s here). A
+    addresses (the column of a 22M-event log took 4.6 s with them, 1.2 s without). A
     dictionary column's entries are hashed as before (one hash per distinct entry is cheap)
     and its other rows' hashes then masked, so that both kinds of column give one table.
     """
