@@ -205,7 +205,6 @@ def test_views_addresses_are_checked_and_a_quarantined_views_is_hashed(
     messy = [("4", "3", "view", "10", "5", "4", "", "", "not-an-ip", "", ""),
              ("soon", "4", "view", "10", "5", "5", "", "", "10.0.0.1", "", ""),
              ("6", "4", "view", "10", "5", "6", "", "", "10.0.0.2", "", "")]
-    paths = []
     for name, rows in (("a", clean), ("b", messy)):
         path = write(tmp_path / f"{name}.csv", HEADER + "".join(",".join(r) + "\n"
                                                               for r in rows))
@@ -216,7 +215,6 @@ def test_views_addresses_are_checked_and_a_quarantined_views_is_hashed(
             path.unlink()
             path = tmp_path / f"{name}.parquet"
             pq.write_table(table, path)
-        paths.append(path)
     r = ingest([tmp_path], key=key)
     assert r.events["event_id"].to_pylist() == [1, 2, 3, 6]
     like_hash = r.events["ip_hash"][1].as_py()

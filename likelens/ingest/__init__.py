@@ -33,7 +33,7 @@ from likelens.engine import connect
 from likelens.errors import InputError, SchemaError
 from likelens.ingest.coerce import coerce_sql, int_like_ids
 from likelens.ingest.dictionaries import shared_dictionaries, unify_ids, unify_text
-from likelens.ingest.fastpath import typed_fast_path
+from likelens.ingest.fastpath import action_test, lowered_action, typed_fast_path
 from likelens.ingest.readers import (
     READERS,
     SUFFIXES,
@@ -140,14 +140,11 @@ def _not_views(action: pa.ChunkedArray) -> np.ndarray | None:
     lower case; a null or unknown action too); None (every row) for a column that is not
     text."""
     t = action.type
-    if pa.types.is_dictionary(t) and pa.types.is_string(t.value_type):
-        view = pa.chunked_array(
-            [pc.take(pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(ch.dictionary)), "view"),
-                     ch.indices) for ch in action.chunks], pa.bool_())
-    elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        view = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(action)), "view")
-    else:
+    lowered = (None if pa.types.is_dictionary(t) and not pa.types.is_string(t.value_type)
+               else lowered_action(action))
+    if lowered is None:
         return None
+    view = action_test(lowered, lambda v: pc.equal(v, "view"))
     return ~pc.fill_null(view, False).to_numpy(zero_copy_only=False)
 
 

@@ -49,6 +49,31 @@ def _int_like(text: pa.ChunkedArray) -> bool:
     return bool(pc.all(pc.fill_null(pc.match_substring_regex(text, _INT_LIKE), True)).as_py())
 
 
+def lowered_action(action: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """The action column as coercion reads it (trimmed, lower case), a dictionary column on
+    its dictionaries only; None for a type the SQL path alone handles."""
+    if pa.types.is_dictionary(action.type):
+        action = action.unify_dictionaries()
+        lowered = [pa.DictionaryArray.from_arrays(
+            ch.indices, pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(ch.dictionary,
+                                                                      pa.string()))))
+            for ch in action.chunks]
+        return pa.chunked_array(lowered) if lowered else pc.cast(action, pa.string())
+    if pa.types.is_string(action.type) or pa.types.is_large_string(action.type):
+        return pc.utf8_lower(pc.utf8_trim_whitespace(action))
+    return None
+
+
+def action_test(action: pa.ChunkedArray, fn: Callable[[pa.Array], pa.Array]
+                ) -> pa.ChunkedArray:
+    """``fn`` on the (lowered) action values: on a dictionary's values only, then spread by
+    index."""
+    if pa.types.is_dictionary(action.type):
+        return pa.chunked_array([pc.take(fn(ch.dictionary), ch.indices)
+                                 for ch in action.chunks], pa.bool_())
+    return fn(action)
+
+
 def typed_fast_path(table: pa.Table) -> pa.Table | None:
     """The canonical table straight from well-typed columns when every row is valid.
 
@@ -70,25 +95,12 @@ def typed_fast_path(table: pa.Table) -> pa.Table | None:
             if col is None:
                 return None
             ids[c] = col
-    action = table["action"]
-    if pa.types.is_dictionary(action.type):
-        action = action.unify_dictionaries()
-        lowered = [pa.DictionaryArray.from_arrays(
-            ch.indices, pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(ch.dictionary,
-                                                                      pa.string()))))
-            for ch in action.chunks]
-        action = pa.chunked_array(lowered) if lowered else pc.cast(action, pa.string())
-    elif pa.types.is_string(action.type) or pa.types.is_large_string(action.type):
-        action = pc.utf8_lower(pc.utf8_trim_whitespace(action))
-    else:
+    action = lowered_action(table["action"])
+    if action is None:
         return None
 
     def per_row(fn: Callable[[pa.Array], pa.Array]) -> pa.ChunkedArray:
-        """``fn`` on the action values: on a dictionary's values only, then spread by index."""
-        if pa.types.is_dictionary(action.type):
-            return pa.chunked_array([pc.take(fn(ch.dictionary), ch.indices)
-                                     for ch in action.chunks], pa.bool_())
-        return fn(action)
+        return action_test(action, fn)
 
     ok = pc.and_kleene(pc.is_valid(table["ts"]), pc.is_valid(ids["user_id"]))
     ok = pc.and_kleene(ok, per_row(lambda v: pc.is_in(v, value_set=_ACTIONS)))
