@@ -103,3 +103,23 @@ def unified_dictionary(col: pa.ChunkedArray) -> tuple[pa.Array, list[pa.Array]]:
         at += len(d)
     return encoded.dictionary, [remap[dictionary_identity(ch.dictionary)].take(ch.indices)
                                 for ch in col.chunks]
+
+
+def action_mask(column: pa.ChunkedArray, action: str) -> np.ndarray:
+    """Rows whose (canonical, lower-case) action is ``action``, as a numpy bool array.
+
+    Ingest keeps ``action`` dictionary-encoded: the comparison then runs on each chunk's few
+    dictionary values and is spread by index, never once per row on text.
+    """
+    parts = []
+    for ch in column.chunks:
+        if pa.types.is_dictionary(ch.type):
+            hit = pc.fill_null(pc.equal(ch.dictionary, action), False).to_numpy(
+                zero_copy_only=False)
+            idx = pc.fill_null(ch.indices, 0).to_numpy(zero_copy_only=False)
+            parts.append(hit[idx] & ch.is_valid().to_numpy(zero_copy_only=False)
+                         if len(hit) else np.zeros(len(ch), dtype=bool))
+        else:
+            parts.append(pc.fill_null(pc.equal(ch, action), False).to_numpy(
+                zero_copy_only=False))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)

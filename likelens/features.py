@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likelens import runtime, viewindex
-from likelens.arrays import distinct_dictionaries, distinct_per_key
+from likelens.arrays import action_mask, distinct_dictionaries, distinct_per_key
 from likelens.engine import DuckDBEngine, Engine, connect
-from likelens.ingest import shared_dictionaries
+from likelens.ingest import shared_dictionaries, split_views
 from likelens.schema import ACTIONS
 
 SESSION_MS = 10 * 60_000  # views this close (in whole minutes) count as the feed session
@@ -202,26 +202,6 @@ def _distinct_count(column: pa.ChunkedArray) -> int:
     return len(pc.unique(pc.cast(column, pa.string())).drop_null())
 
 
-def action_mask(column: pa.ChunkedArray, action: str) -> np.ndarray:
-    """Rows whose (canonical, lower-case) action is ``action``, as a numpy bool array.
-
-    Ingest keeps ``action`` dictionary-encoded: the comparison then runs on each chunk's few
-    dictionary values and is spread by index, never once per row on text.
-    """
-    parts = []
-    for ch in column.chunks:
-        if pa.types.is_dictionary(ch.type):
-            hit = pc.fill_null(pc.equal(ch.dictionary, action), False).to_numpy(
-                zero_copy_only=False)
-            idx = pc.fill_null(ch.indices, 0).to_numpy(zero_copy_only=False)
-            parts.append(hit[idx] & ch.is_valid().to_numpy(zero_copy_only=False)
-                         if len(hit) else np.zeros(len(ch), dtype=bool))
-        else:
-            parts.append(pc.fill_null(pc.equal(ch, action), False).to_numpy(
-                zero_copy_only=False))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
-
-
 def _numpy(column: pa.ChunkedArray, fill: int = 0) -> np.ndarray:
     """An integer column as one contiguous int64 numpy array, nulls as ``fill``."""
     return np.ascontiguousarray(pc.fill_null(column, fill).to_numpy(), dtype=np.int64)
@@ -273,68 +253,63 @@ def _valid(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.is_valid(column).to_numpy(zero_copy_only=False)
 
 
-# The log's columns the view index reads once the accounts, videos and times are coded: the
+# The views' columns the view index reads once the accounts, videos and times are coded: the
 # views' watch time and length, and a video's creator (``viewindex.VideoViews``).
 _VIEW_COLUMNS = ("watch_ms", "video_ms", "creator_id")
 
 
-def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
-    """Split the canonical log into engagements and views, and give each engagement its context.
+def build_features(events: pa.Table, *, views: pa.Table | None = None,
+                   threads: int | None = None) -> Features:
+    """Give each engagement its context from the views, and index the views.
 
+    ``events`` is the canonical log, or with ``views`` its engagements as ingest splits them
+    (``ingest.split_views``: every column and ``_log_row``) and the views' ``VIEW_COLUMNS``.
     Views are never joined in SQL: ``viewindex`` groups them once by account and by video and
     answers each engagement's questions (session views, the view before, the video's views,
     the share before) by binary search. What the detectors need from the views afterwards
     (views per account, per video and per video-hour, accounts per device) is computed here, so
-    that the full log can be released as soon as this returns. The engagement table is built
+    that the log can be released as soon as this returns. The engagement table is built
     in Arrow and registered with DuckDB as ``eng``: no copy into the database.
     """
     con = connect(threads)
-    is_view = action_mask(events["action"], "view")
-    eng_rows = np.flatnonzero(~is_view)
-    e = shared_dictionaries(_plain_if_sparse(events.filter(pa.array(~is_view))))
-    has_views = bool(is_view.any())
-    has_device = _present(events, "device_hash")
-    # Whether the engagements carry addresses: ingest may leave a view's address unhashed.
+    if views is None:
+        events, views = split_views(events)
+    eng_rows = events["_log_row"].to_numpy()
+    e = shared_dictionaries(_plain_if_sparse(events.drop_columns(["_log_row"])))
+    del events
+    has_views = views.num_rows > 0
+    # What the engagements carry: a log whose views alone have devices or addresses has no
+    # device or address evidence about its engagements.
+    has_device = _present(e, "device_hash")
     has_ip = _present(e, "ip_net")
     has_text = _present(e, "text")
-    # From here on the views need six columns of the log, then three. Where the caller let go
-    # of the log (a scan does), every column dropped here is memory freed before this stage's
-    # whole-log arrays are made: the address, device, region, text and id columns were a
-    # third of a 100M-event log's memory.
-    events = events.select(["user_id", "video_id", "ts", *_VIEW_COLUMNS])
-    runtime.release_freed()  # the dropped columns' holes cannot hold the arrays made next
 
     # Accounts: codes among the accounts that engage, in id order (= dense_rank by user_id).
     users = pc.unique(e["user_id"])
     users = users.take(pc.array_sort_indices(users))
+    eng_acc = viewindex.codes(e["user_id"], users).astype(np.int32)
     # Account codes (compiled hash probes) and video codes (Arrow's hash encoding) both
-    # release the GIL: side by side.
+    # release the GIL: side by side. Videos are ranked over engagements and views together.
     with ThreadPoolExecutor(1) as pool:
-        acc_job = pool.submit(lambda: viewindex.codes(events["user_id"], users).astype(np.int32))
-        vid, video_values = _sorted_codes(events["video_id"])
-        all_acc = acc_job.result()
-    eng_acc = all_acc[eng_rows]
-    eng_vid = vid[eng_rows]
-    # Viewers who never engage get codes after the engaging accounts (for view isolation).
-    watch_only = np.flatnonzero(all_acc < 0)
-    if len(watch_only):
-        enc = pc.dictionary_encode(events["user_id"].take(pa.array(watch_only))
-                                   ).combine_chunks()
-        all_acc[watch_only] = len(users) + pc.fill_null(enc.indices, -1 - len(users)).to_numpy(
-            zero_copy_only=False)
-    events = events.select(["ts", *_VIEW_COLUMNS])
-    # The view arrays are the code arrays with the engagements' rows set to -1, in place:
-    # whole-log temporaries are the features stage's peak on a big log.
-    view_vid = vid
-    view_vid[eng_rows] = -1
+        acc_job = pool.submit(lambda: viewindex.codes(views["user_id"], users).astype(np.int32))
+        vid, video_values = _sorted_codes(pa.chunked_array(
+            e["video_id"].chunks + views["video_id"].chunks, e.schema.field("video_id").type))
+        view_acc = acc_job.result()
+    eng_vid = vid[:e.num_rows]
+    view_vid = vid[e.num_rows:]
     del vid
-    ts = _numpy(events["ts"])
-    events = events.select(list(_VIEW_COLUMNS))
-    runtime.release_freed()
-    eng_ts = ts[eng_rows]
-    view_acc = all_acc
-    view_acc[eng_rows] = -1
-    del all_acc
+    # Viewers who never engage get codes after the engaging accounts (for view isolation).
+    watch_only = np.flatnonzero(view_acc < 0)
+    if len(watch_only):
+        enc = pc.dictionary_encode(views["user_id"].take(pa.array(watch_only))
+                                   ).combine_chunks()
+        view_acc[watch_only] = len(users) + pc.fill_null(
+            enc.indices, -1 - len(users)).to_numpy(zero_copy_only=False)
+    views = views.select(["ts", *_VIEW_COLUMNS])
+    runtime.release_freed()  # the ids' holes cannot hold the arrays made next
+    ts = _numpy(views["ts"])
+    views = views.select(list(_VIEW_COLUMNS))
+    eng_ts = _numpy(e["ts"])
     # The two indexes (by account, by video) are independent: build them side by side, the
     # compiled kernels release the GIL.
     with ThreadPoolExecutor(2) as pool:
@@ -342,7 +317,7 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
             viewindex.view_context, eng_acc=eng_acc, eng_vid=eng_vid, eng_ts=eng_ts,
             n_accounts=len(users), view_acc=view_acc, view_vid=view_vid,
             ts=ts, bucket_ms=60_000, reach=SESSION_MS // 60_000)
-        videos = viewindex.VideoViews.build(view_vid, ts, video_values, events)
+        videos = viewindex.VideoViews.build(view_vid, ts, video_values, views)
         ctx = ctx_job.result()
     # Views opened alone, grouped by video: how many people a push, a link or a hot list
     # brought to a video around a time, whether or not they then engaged.
@@ -374,8 +349,8 @@ def build_features(events: pa.Table, *, threads: int | None = None) -> Features:
     has_view = view_row >= 0
     view_ts = np.where(has_view, ts[np.maximum(view_row, 0)], 0)
     del ts
-    view_watch = _take_or_null(events["watch_ms"], view_row)
-    video_ms = pc.coalesce(e["video_ms"], _take_or_null(events["video_ms"], view_row))
+    view_watch = _take_or_null(views["watch_ms"], view_row)
+    video_ms = pc.coalesce(e["video_ms"], _take_or_null(views["video_ms"], view_row))
     since_view = np.where(has_view, eng_ts - view_ts, 0)
     watch = pc.fill_null(view_watch, 0).to_numpy().astype(np.float64)
     length = pc.fill_null(video_ms, 0).to_numpy().astype(np.float64)

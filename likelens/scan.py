@@ -113,14 +113,16 @@ def scan_paths(paths: Iterable[str | Path], *, key: bytes, target_fpr: float = 0
         with runtime.reusing_freed_memory():
             with timer.stage("ingest", progress):
                 if session is None:
-                    ing = ingest(paths, key=key, threads=threads)
+                    ing = ingest(paths, key=key, threads=threads, views_apart=True)
                 else:
                     from likelens.spark.ingest import ingest_spark
 
                     ing = ingest_spark(session, paths, key=key, partitions=spark.partitions)
-            n_events = ing.events.num_rows
-            log = [ing.events]
+            n_events = ing.n_events
+            log = [ing.events] if ing.views is None else [ing.events, ing.views]
             ing.events = ing.events.schema.empty_table()
+            if ing.views is not None:
+                ing.views = ing.views.schema.empty_table()
             feats = _features(log, threads, timer, progress)
         spark_engine = None
         if session is not None:
@@ -172,10 +174,14 @@ def apply_events(events: pa.Table, model: Model, *, threads: int | None = None,
 
 def _features(log: list[pa.Table], threads: int | None, timer: Timer,
               progress: Progress | None) -> Features:
-    """The features stage. ``log`` holds the events and is emptied, so that this stage holds
+    """The features stage. ``log`` holds the events (or the engagements and the views, as
+    ``ingest(..., views_apart=True)`` gives them) and is emptied, so that this stage holds
     the only reference to them (from ``scan_paths``) and they are freed when it ends."""
     with timer.stage("features", progress):
-        feats = build_features(log.pop(), threads=threads)
+        # Popped into the call: a local here would keep the views' columns alive while
+        # build_features lets go of them.
+        feats = (build_features(log.pop(), threads=threads) if len(log) == 1 else
+                 build_features(log.pop(0), views=log.pop(), threads=threads))
         runtime.release_freed()  # the log's last columns and the index temporaries
         return feats
 

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from likelens.errors import InputError, SchemaError
-from likelens.ingest import ingest
+from likelens.ingest import ingest, split_views
 
 HEADER = "ts,user_id,action,video_id,creator_id,event_id,watch_ms,video_ms,ip,device_id,text\n"
 
@@ -486,3 +487,57 @@ def test_a_clean_pieces_quarantine_holds_none_of_its_rows(tmp_path: Path, key: b
     piece = read_piece(connect(1), path, READERS["parquet"](path), key, 0)
     assert piece.good.num_rows == n and piece.quarantine.num_rows == 0
     assert piece.quarantine.get_total_buffer_size() < 1024
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """``table`` with dictionary columns as their values (chunks may differ in dictionary)."""
+    return pa.table([pc.cast(c, c.type.value_type) if pa.types.is_dictionary(c.type) else c
+                     for c in table.columns], names=table.column_names)
+
+
+def _assert_views_apart_is_the_log(paths: list[Path], key: bytes) -> None:
+    """``ingest(views_apart=True)`` is the whole log split: the engagements with every column
+    at their log rows, the views' columns in order, the same quarantine."""
+    whole = ingest(paths, key=key)
+    apart = ingest(paths, key=key, views_apart=True)
+    engagements, views = split_views(whole.events)
+    assert _decoded(apart.events).equals(_decoded(engagements))
+    assert apart.views is not None and apart.views.equals(views)
+    assert apart.quarantine.equals(whole.quarantine)
+    assert apart.n_events == whole.events.num_rows
+
+
+def test_views_apart_is_the_whole_log_split(tmp_path: Path, key: bytes,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeated ids among views and engagements, in one file and across files, in runs of
+    row groups and whole; integer and text ids; a directory mixing Parquet and CSV."""
+    import likelens.ingest as ingest_module
+
+    d = tmp_path / "log"
+    d.mkdir()
+    n = 40
+    pq.write_table(pa.table({
+        "event_id": [*range(n - 2), 5, 30],  # a view and a like repeat earlier ids
+        "ts": list(range(n)), "user_id": [i % 5 for i in range(n)],
+        "action": ["view", "view", "like"] * 13 + ["view"],
+        "video_id": [i % 3 for i in range(n)], "watch_ms": list(range(n)),
+        "ip": [f"10.0.{i % 4}.{i}" for i in range(n)]}), d / "a.parquet", row_group_size=6)
+    pq.write_table(pa.table({"event_id": [37, 40, 41], "ts": [50, 51, 52],  # 37 repeats
+                             "user_id": [1, 2, 3], "action": ["view", "like", "view"],
+                             "video_id": [1, 1, 2]}), d / "b.parquet")
+    write(d / "c.csv", "ts,user_id,action,video_id,event_id\n60,1,view,2,80\n61,9,like,2,81\n")
+    _assert_views_apart_is_the_log([d], key)
+    assert len(ingest([d], key=key).quarantine) == 3
+    monkeypatch.setattr(ingest_module, "PIECE_ROWS", 12)
+    _assert_views_apart_is_the_log([d], key)
+    _assert_views_apart_is_the_log([d / "b.parquet", d / "c.csv"], key)  # increasing ids
+    two = tmp_path / "two"  # ids increasing in each file, a view's repeated across files
+    two.mkdir()
+    for name, ids in (("x", [1, 2, 3]), ("y", [3, 4])):
+        pq.write_table(pa.table({"event_id": ids, "ts": ids, "user_id": ids,
+                                 "action": ["view", "like", "view"][:len(ids)],
+                                 "video_id": [9] * len(ids)}), two / f"{name}.parquet")
+    _assert_views_apart_is_the_log([two], key)
+    assert len(ingest([two], key=key).quarantine) == 1
+    text = HEADER + "1,1,view,10,5,e1,,,,,\n2,2,like,10,5,e2,,,,,\n3,3,view,10,5,e1,,,,,\n"
+    _assert_views_apart_is_the_log([write(tmp_path / "dup.csv", text)], key)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from likelens.arrays import action_mask
 from likelens.engine import connect
 from likelens.errors import InputError, SchemaError
 from likelens.ingest.coerce import coerce_sql, int_like_ids
@@ -51,6 +52,7 @@ __all__ = [
     "CANONICAL",
     "QUARANTINE_SCHEMA",
     "SUFFIXES",
+    "VIEW_COLUMNS",
     "IngestResult",
     "discover",
     "ingest",
@@ -61,6 +63,10 @@ __all__ = [
 CANONICAL = ("event_id", "ts", "user_id", "action", "video_id", "creator_id", "watch_ms",
              "video_ms", "ip_hash", "ip_net", "ip_sub", "device_hash", "region", "text")
 
+# What the features stage reads of a view (``features.build_features``): views are nine in
+# ten rows of a log, and these six of the fourteen columns are 45 of a row's 77 bytes.
+VIEW_COLUMNS = ("ts", "user_id", "video_id", "watch_ms", "video_ms", "creator_id")
+
 
 QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),
                                ("raw", pa.string()), ("reason", pa.string())])
@@ -70,15 +76,36 @@ QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),
 class IngestResult:
     """The canonical events, the quarantined rows and what was read.
 
-    ``scan_paths`` hands ``events`` to the scan and leaves an empty table of the same schema
-    here (the log is freed once the features are built); ``Features.has_views`` says whether
-    the log had views.
+    With ``views`` (``ingest(..., views_apart=True)``) the log comes in two tables:
+    ``events`` holds the engagements with every column and their row in the whole log
+    (``_log_row``), ``views`` the views' ``VIEW_COLUMNS`` in input order (``split_views``).
+    ``scan_paths`` hands both to the scan and leaves empty tables here (the log is freed once
+    the features are built); ``Features.has_views`` says whether the log had views.
     """
 
     events: pa.Table
     quarantine: pa.Table
     files: list[str]
     rows_read: int
+    views: pa.Table | None = None
+
+    @property
+    def n_events(self) -> int:
+        """Events in the log, views included."""
+        return self.events.num_rows + (0 if self.views is None else self.views.num_rows)
+
+
+def split_views(log: pa.Table, keep: Sequence[str] = ()) -> tuple[pa.Table, pa.Table]:
+    """(the engagements with every column and their row in ``log`` as ``_log_row``, the
+    views' ``VIEW_COLUMNS`` and ``keep``), each in ``log``'s order.
+
+    Nothing later reads a view's id, address, device, region or text: ingest splits each run
+    of a file as it is read, so that a 100M-event log never exists at full width."""
+    is_view = action_mask(log["action"], "view")
+    rows = np.flatnonzero(~is_view)
+    engagements = log.filter(pa.array(~is_view)).append_column("_log_row", pa.array(rows))
+    views = log.select([*VIEW_COLUMNS, *keep]).filter(pa.array(is_view))
+    return engagements, views
 
 
 def _coerce(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes, *,
@@ -251,30 +278,38 @@ def _duplicates(con: duckdb.DuckDBPyConnection, events: pa.Table) -> np.ndarray:
     return np.array(dup, dtype=np.int64)
 
 
-def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = None
-           ) -> IngestResult:
+def ingest(paths: Iterable[str | Path], *, key: bytes, threads: int | None = None,
+           views_apart: bool = False) -> IngestResult:
     """Read every input file into one canonical table and one quarantine table.
 
     Files are coerced one at a time and kept in input order, so no global sort is needed;
-    event ids default to the row number over the whole input.
+    event ids default to the row number over the whole input. With ``views_apart`` each run
+    of a file is split as it is read (``split_views``) and the result holds the views apart.
     """
     files = discover(paths)
     con = connect(threads)
     goods: list[pa.Table] = []
+    views: list[pa.Table] = []
+    spans: list[_Span] = []
     quarantined: list[pa.Table] = []
     offset = 0
     for path in files:
-        piece = _read_file(con, path, key, offset)
+        piece = _read_file(con, path, key, offset, views_apart)
         goods.append(piece.good)
         quarantined.append(piece.quarantine)
+        if piece.views is not None:
+            views.append(piece.views)
+            spans.append(piece.span)
         offset += piece.n_rows
-    return assemble(con, goods, quarantined, [str(f) for f in files], offset)
+    return assemble(con, goods, quarantined, [str(f) for f in files], offset,
+                    views=views if views_apart else None, spans=spans)
 
 
 PIECE_ROWS = 6_000_000  # a Parquet file with more rows is read in runs of row groups
 
 
-def _read_file(con: duckdb.DuckDBPyConnection, path: Path, key: bytes, offset: int) -> Piece:
+def _read_file(con: duckdb.DuckDBPyConnection, path: Path, key: bytes, offset: int,
+               views_apart: bool = False) -> Piece:
     """One file as one piece. A large Parquet file is read and coerced a run of row groups
     at a time (``PIECE_ROWS``): only one run's raw columns and coercion temporaries exist at
     once, beside the canonical rows kept so far (a 25M-row file's were 1.7 GiB over its
@@ -284,16 +319,42 @@ def _read_file(con: duckdb.DuckDBPyConnection, path: Path, key: bytes, offset: i
     runs = row_group_runs(path, PIECE_ROWS) if kind == "parquet" else []
     if len(runs) > 1:
         pieces = [read_piece(con, path, read_parquet_row_groups(path, groups, first), key,
-                             offset) for groups, first in runs]
+                             offset, views_apart=views_apart) for groups, first in runs]
         types = {tuple(str(p.good.schema.field(c).type) if c in p.good.column_names else ""
                        for c in ID_COLUMNS) for p in pieces}
         if len(types) == 1:
-            return Piece(pa.concat_tables([p.good for p in pieces],
-                                          promote_options="permissive"),
-                         pa.concat_tables([p.quarantine for p in pieces]),
-                         sum(p.n_rows for p in pieces))
+            return Piece.joined(pieces)
         del pieces
-    return read_piece(con, path, READERS[kind](path), key, offset)
+    return read_piece(con, path, READERS[kind](path), key, offset, views_apart=views_apart)
+
+
+# The event ids of a piece: (first, last) when they are integers that strictly increase,
+# EMPTY for a piece without rows, None otherwise. With views apart no table holds the log's
+# ids in order; the spans tell whether they are unique without rebuilding it (``_chained``).
+_Span = tuple[int, int] | None
+EMPTY: _Span = (2**63 - 1, -(2**63))
+
+
+def _span(ids: pa.ChunkedArray) -> _Span:
+    if len(ids) == 0:
+        return EMPTY
+    if not pa.types.is_integer(ids.type) or ids.null_count or not _increasing(ids):
+        return None
+    return int(pc.min(ids).as_py()), int(pc.max(ids).as_py())
+
+
+def _chained(spans: Sequence[_Span]) -> _Span:
+    """The span of pieces read one after the other: None unless each starts after the last."""
+    out = EMPTY
+    for span in spans:
+        if span is None:
+            return None
+        if span == EMPTY:
+            continue
+        if out != EMPTY and span[0] <= out[1]:
+            return None
+        out = (span[0] if out == EMPTY else out[0], span[1])
+    return out
 
 
 @dataclass
@@ -301,16 +362,45 @@ class Piece:
     """One file (or a run of a Parquet file's row groups) read and coerced: its canonical
     rows with their file row numbers (``_file_row``), its quarantine, the rows it spans, and
     (when asked for) which rows had no event id of their own and were numbered from
-    ``offset``."""
+    ``offset``. With views apart, ``good`` holds the engagements (``split_views``), ``views``
+    the views with their event ids and file rows, and ``span`` what ``_duplicates`` needs to
+    know of the event ids."""
 
     good: pa.Table
     quarantine: pa.Table
     n_rows: int
     default_ids: pa.Array | None = None
+    views: pa.Table | None = None
+    span: _Span = None
+
+    @property
+    def n_good(self) -> int:
+        return self.good.num_rows + (0 if self.views is None else self.views.num_rows)
+
+    @classmethod
+    def joined(cls, pieces: Sequence[Piece]) -> Piece:
+        """Runs of one file read one after the other, as one piece."""
+        goods, at = [], 0
+        for p in pieces:
+            goods.append(p.good if p.views is None else _shifted(p.good, at))
+            at += p.n_good
+        views = [p.views for p in pieces if p.views is not None]
+        return cls(pa.concat_tables(goods, promote_options="permissive"),
+                   pa.concat_tables([p.quarantine for p in pieces]),
+                   sum(p.n_rows for p in pieces),
+                   views=pa.concat_tables(views, promote_options="permissive") if views else None,
+                   span=_chained([p.span for p in pieces]))
+
+
+def _shifted(engagements: pa.Table, rows: int) -> pa.Table:
+    """Engagements whose ``_log_row`` counts from ``rows`` rows later."""
+    i = engagements.column_names.index("_log_row")
+    return engagements.set_column(i, "_log_row", pc.add(engagements["_log_row"], rows))
 
 
 def read_piece(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: bytes,
-               offset: int, *, mark_default_ids: bool = False) -> Piece:
+               offset: int, *, mark_default_ids: bool = False, views_apart: bool = False
+               ) -> Piece:
     """Coerce, pseudonymise and split one file as read: the per-file half of ``ingest``,
     which a scale-out engine runs on its workers (and asks which ids it numbered, to number
     them again input-wide). A view's address hashes may be null here (``_coerce``): the
@@ -333,7 +423,12 @@ def read_piece(con: duckdb.DuckDBPyConnection, path: Path, raw: RawFile, key: by
     if last is None or last < 2**31:
         i = good.column_names.index("_file_row")
         good = good.set_column(i, "_file_row", pc.cast(good["_file_row"], pa.int32()))
-    return Piece(good, pa.concat_tables([malformed, bad]), n_rows, default_ids)
+    quarantine = pa.concat_tables([malformed, bad])
+    if not views_apart:
+        return Piece(good, quarantine, n_rows, default_ids)
+    span = _span(good["event_id"])
+    good, views = split_views(good, keep=("event_id", "_file_row"))
+    return Piece(good, quarantine, n_rows, default_ids, views, span)
 
 
 def _narrow_counts(table: pa.Table) -> pa.Table:
@@ -352,34 +447,115 @@ def _narrow_counts(table: pa.Table) -> pa.Table:
 
 
 def assemble(con: duckdb.DuckDBPyConnection, goods: list[pa.Table],
-             quarantined: list[pa.Table], files: list[str], rows_read: int) -> IngestResult:
+             quarantined: list[pa.Table], files: list[str], rows_read: int, *,
+             views: list[pa.Table] | None = None, spans: Sequence[_Span] = ()
+             ) -> IngestResult:
     """The input-wide half of ``ingest``: one type per id column, one table in input order,
     repeated event ids quarantined (the first row keeps its id), the quarantine sorted.
-    ``goods`` holds one table per file of ``files``, in the same order."""
+    ``goods`` holds one table per file of ``files``, in the same order; with ``views`` (one
+    per file) the goods are the engagements, each file's ``_log_row`` counting from its
+    first row, and ``spans`` each file's event-id span (``Piece.span``)."""
     quarantined = list(quarantined)
-    goods = unify_text(unify_ids(goods))
+    n_files = len(goods)
+    if views is None:
+        goods = unify_text(unify_ids(goods))
+        sizes = np.cumsum([0] + [g.num_rows for g in goods])
+    else:
+        both = unify_text(unify_ids([*goods, *views]))
+        goods, views = both[:n_files], both[n_files:]
+        sizes = np.cumsum([0] + [g.num_rows + v.num_rows for g, v in zip(goods, views,
+                                                                         strict=True)])
+        goods = [_shifted(g, int(at)) for g, at in zip(goods, sizes[:-1], strict=True)]
     events = pa.concat_tables(goods, promote_options="permissive")
-    dup = _duplicates(con, events)
+    view_rows = None if views is None else pa.concat_tables(views, promote_options="permissive")
+    del goods, views
+    if view_rows is None:
+        dup = _duplicates(con, events)
+    elif _chained(spans) is not None:  # increasing integer ids: unique without a look
+        dup = np.empty(0, dtype=np.int64)
+    else:
+        dup = _duplicates(con, pa.table({"event_id": _log_column(events, view_rows,
+                                                                 "event_id")}))
     con.close()
     if len(dup):
         # Map each duplicate's global position back to its file and row for the quarantine.
-        sizes = np.cumsum([0] + [g.num_rows for g in goods])
-        rows = events.take(pa.array(dup))
+        rows = (events.take(pa.array(dup)) if view_rows is None
+                else _log_rows(events, view_rows, dup))
         file_of = np.searchsorted(sizes, dup, side="right") - 1
         quarantined.append(pa.table({
             "source": pa.array([files[f] for f in file_of], pa.string()),
-            "row": pa.array(_file_rows(goods, dup, sizes, file_of), pa.int64()),
+            "row": pc.cast(rows["_file_row"], pa.int64()),
             "raw": pa.array([json.dumps({k: r[k] for k in ("event_id", "ts", "user_id",
                                                             "action", "video_id")},
                                         default=str) for r in rows.to_pylist()]),
             "reason": pa.array([Q("duplicate_event_id")] * len(dup))}, schema=QUARANTINE_SCHEMA))
-        keep = np.ones(events.num_rows, dtype=bool)
-        keep[dup] = False
-        events = events.filter(pa.array(keep))
+        if view_rows is None:
+            keep = np.ones(events.num_rows, dtype=bool)
+            keep[dup] = False
+            events = events.filter(pa.array(keep))
+        else:
+            events, view_rows = _without(events, view_rows, dup)
     events = events.drop_columns(["_file_row"])
+    if view_rows is not None:
+        view_rows = view_rows.drop_columns(["event_id", "_file_row"])
     quarantine = pa.concat_tables(quarantined).sort_by([("source", "ascending"),
                                                         ("row", "ascending")])
-    return IngestResult(events, quarantine, files, rows_read)
+    return IngestResult(events, quarantine, files, rows_read, view_rows)
+
+
+def _engagement_at(engagements: pa.Table, positions: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """For log positions (sorted): whether each is an engagement, and the engagements
+    before it (its engagement row if it is one; its view row is the position less that)."""
+    at = engagements["_log_row"].to_numpy()
+    k = np.searchsorted(at, positions)
+    hit = (k < len(at)) & (at[np.minimum(k, max(len(at) - 1, 0))] == positions) if len(at) \
+        else np.zeros(len(positions), dtype=bool)
+    return hit, k
+
+
+def _log_column(engagements: pa.Table, views: pa.Table, name: str) -> pa.ChunkedArray:
+    """A column of the whole log in input order, rebuilt from the engagements and views."""
+    n_eng = engagements.num_rows
+    is_eng = np.zeros(n_eng + views.num_rows, dtype=bool)
+    is_eng[engagements["_log_row"].to_numpy()] = True
+    idx = np.empty(len(is_eng), dtype=np.int64)
+    idx[is_eng] = np.arange(n_eng)
+    idx[~is_eng] = np.arange(n_eng, len(is_eng))
+    both = pa.chunked_array(engagements[name].chunks + views[name].chunks,
+                            engagements.schema.field(name).type)
+    return both.take(pa.array(idx))
+
+
+def _log_rows(engagements: pa.Table, views: pa.Table, positions: np.ndarray) -> pa.Table:
+    """What the quarantine says of the log's rows at ``positions`` (sorted): a view's action
+    is ``view``."""
+    hit, k = _engagement_at(engagements, positions)
+    names = ["event_id", "ts", "user_id", "video_id", "_file_row"]
+    eng = engagements.select([*names, "action"]).take(pa.array(k[hit]))
+    vws = views.select(names).take(pa.array((positions - k)[~hit]))
+    out: dict[str, list[Any]] = {}
+    for name in [*names, "action"]:
+        values = iter(eng[name].to_pylist())
+        others = iter(vws[name].to_pylist() if name != "action" else ["view"] * len(vws))
+        out[name] = [next(values) if h else next(others) for h in hit.tolist()]
+    return pa.table({n: pa.array(v) for n, v in out.items()})
+
+
+def _without(engagements: pa.Table, views: pa.Table, positions: np.ndarray
+             ) -> tuple[pa.Table, pa.Table]:
+    """Both tables less the log's rows at ``positions`` (sorted), ``_log_row`` renumbered."""
+    hit, k = _engagement_at(engagements, positions)
+    keep = np.ones(engagements.num_rows, dtype=bool)
+    keep[k[hit]] = False
+    engagements = engagements.filter(pa.array(keep))
+    at = engagements["_log_row"].to_numpy()
+    engagements = engagements.set_column(engagements.column_names.index("_log_row"),
+                                         "_log_row", pa.array(at - np.searchsorted(
+                                             positions, at)))
+    keep = np.ones(views.num_rows, dtype=bool)
+    keep[(positions - k)[~hit]] = False
+    return engagements, views.filter(pa.array(keep))
 
 
 def ingest_raw(raw: RawFile, *, source: str, key: bytes, require_event_id: bool = False,
@@ -434,12 +610,3 @@ def _malformed(raw: RawFile, source: str, key: bytes) -> pa.Table:
         "raw": pa.array([redact(t, key) for _, t, _ in raw.malformed], pa.string()),
         "reason": pa.array([why for _, _, why in raw.malformed], pa.string()),
     }, schema=QUARANTINE_SCHEMA)
-
-
-def _file_rows(goods: list[pa.Table], dup: np.ndarray, sizes: np.ndarray,
-               file_of: np.ndarray) -> list[int]:
-    """File row numbers of duplicate rows, read from each file's ``_file_row`` column."""
-    out = []
-    for pos, f in zip(dup.tolist(), file_of.tolist(), strict=True):
-        out.append(int(goods[f]["_file_row"][pos - int(sizes[f])].as_py()))
-    return out

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from likelens.arrays import action_mask
 from likelens.errors import EngineError
-from likelens.features import action_mask
 from likelens.meetings import meetings
 from likelens.spark.ingest import staging_dir
 from likelens.viewindex import lookup
