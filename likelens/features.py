@@ -347,7 +347,8 @@ def build_features(events: pa.Table, *, views: pa.Table | None = None,
 
     view_row = ctx.view_row
     has_view = view_row >= 0
-    view_ts = np.where(has_view, ts[np.maximum(view_row, 0)], 0)
+    view_ts = np.zeros(n, dtype=np.int64)  # (a log without views has no view times at all)
+    view_ts[has_view] = ts[view_row[has_view]]
     del ts
     view_watch = _take_or_null(views["watch_ms"], view_row)
     video_ms = pc.coalesce(e["video_ms"], _take_or_null(views["video_ms"], view_row))
