@@ -233,6 +233,20 @@ def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return rank[idx], enc.dictionary.take(pa.array(order))
 
 
+def _ranks(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """As ``_sorted_codes`` for a column as long as the log: its distinct values sorted, then
+    each row's position among them by hash probes a chunk at a time. Encoding the whole column
+    and combining its chunks held 13 bytes a row of temporaries (the features stage's peak at
+    100M events)."""
+    values = pc.unique(column).drop_null()
+    values = values.take(pc.array_sort_indices(values))
+    return viewindex.codes(column, values).astype(np.int32, copy=False), values
+
+
+def _contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
 def _plain_if_sparse(table: pa.Table) -> pa.Table:
     """Decode dictionary columns whose dictionaries hold more entries than the table has rows.
 
@@ -287,15 +301,16 @@ def build_features(events: pa.Table, *, views: pa.Table | None = None,
     # Accounts: codes among the accounts that engage, in id order (= dense_rank by user_id).
     users = pc.unique(e["user_id"])
     users = users.take(pc.array_sort_indices(users))
-    eng_acc = viewindex.codes(e["user_id"], users).astype(np.int32)
-    # Account codes (compiled hash probes) and video codes (Arrow's hash encoding) both
-    # release the GIL: side by side. Videos are ranked over engagements and views together.
+    eng_acc = viewindex.codes(e["user_id"], users).astype(np.int32, copy=False)
+    # Account codes and video codes (compiled hash probes, a chunk at a time) release the GIL:
+    # side by side. Videos are ranked over engagements and views together, in id order.
     with ThreadPoolExecutor(1) as pool:
-        acc_job = pool.submit(lambda: viewindex.codes(views["user_id"], users).astype(np.int32))
-        vid, video_values = _sorted_codes(pa.chunked_array(
+        acc_job = pool.submit(viewindex.codes, views["user_id"], users)
+        vid, video_values = _ranks(pa.chunked_array(
             e["video_id"].chunks + views["video_id"].chunks, e.schema.field("video_id").type))
-        view_acc = acc_job.result()
-    eng_vid = vid[:e.num_rows]
+        view_acc = acc_job.result().astype(np.int32, copy=False)
+    # The engagements' codes are copied out: a slice would keep the views' alive to the end.
+    eng_vid = vid[:e.num_rows].copy()
     view_vid = vid[e.num_rows:]
     del vid
     # Viewers who never engage get codes after the engaging accounts (for view isolation).
@@ -310,19 +325,19 @@ def build_features(events: pa.Table, *, views: pa.Table | None = None,
     ts = _numpy(views["ts"])
     views = views.select(list(_VIEW_COLUMNS))
     eng_ts = _numpy(e["ts"])
-    # The two indexes (by account, by video) are independent: build them side by side, the
-    # compiled kernels release the GIL.
-    with ThreadPoolExecutor(2) as pool:
-        ctx_job = pool.submit(
-            viewindex.view_context, eng_acc=eng_acc, eng_vid=eng_vid, eng_ts=eng_ts,
-            n_accounts=len(users), view_acc=view_acc, view_vid=view_vid,
-            ts=ts, bucket_ms=60_000, reach=SESSION_MS // 60_000)
-        videos = viewindex.VideoViews.build(view_vid, ts, video_values, views)
-        ctx = ctx_job.result()
+    # The two indexes (by account, by video) one after the other: side by side, their
+    # temporaries (each a few bytes per view) were the peak of a 100M-event scan.
+    ctx = viewindex.view_context(
+        eng_acc=eng_acc, eng_vid=eng_vid, eng_ts=eng_ts, n_accounts=len(users),
+        view_acc=view_acc, view_vid=view_vid, ts=ts, bucket_ms=60_000,
+        reach=SESSION_MS // 60_000)
+    del view_acc
+    runtime.release_freed()
     # Views opened alone, grouped by video: how many people a push, a link or a hot list
     # brought to a video around a time, whether or not they then engaged.
-    isolated_views = videos.subset(ctx.isolated)
-    del view_acc, view_vid
+    videos, isolated_views = viewindex.VideoViews.build(view_vid, ts, video_values, views,
+                                                        flags=ctx.isolated)
+    del view_vid
     n = len(eng_rows)
     action = e["action"]
     action_idx = np.full(n, -1, dtype=np.int64)
@@ -336,6 +351,9 @@ def build_features(events: pa.Table, *, views: pa.Table | None = None,
     n_vid = max(len(video_values), 1)
     target = np.where(follow, n_vid * len(ACTIONS) + creator_code,
                       np.maximum(eng_vid, 0) * len(ACTIONS) + action_idx)
+    # Arrays a row per engagement go as soon as they are used: on a 100M-event log each is
+    # 0.16 GiB, and the table built at the end of this stage is its peak.
+    del action_idx, creator_code
 
     # The latest share of the same video strictly before each engagement (a referral).
     share_row = viewindex.last_before(np.where(share, eng_vid, -1), n_vid, eng_ts, eng_vid,
@@ -344,6 +362,7 @@ def build_features(events: pa.Table, *, views: pa.Table | None = None,
     sr = np.maximum(share_row, 0)
     after_share = (has_share & (eng_acc[sr] != eng_acc)
                    & (eng_ts - eng_ts[sr] <= REFERRAL_MS))
+    del share_row, has_share, sr
 
     view_row = ctx.view_row
     has_view = view_row >= 0
@@ -352,12 +371,15 @@ def build_features(events: pa.Table, *, views: pa.Table | None = None,
     del ts
     view_watch = _take_or_null(views["watch_ms"], view_row)
     video_ms = pc.coalesce(e["video_ms"], _take_or_null(views["video_ms"], view_row))
+    del views
     since_view = np.where(has_view, eng_ts - view_ts, 0)
+    del view_ts
     watch = pc.fill_null(view_watch, 0).to_numpy().astype(np.float64)
     length = pc.fill_null(video_ms, 0).to_numpy().astype(np.float64)
     frac_ok = _valid(view_watch) & (length > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         watch_frac = np.where(frac_ok, watch / length, 0.0)
+    del watch, length
     in_session = (has_view & (since_view <= SESSION_MS)).astype(np.int64)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
         "pos": pa.array(np.arange(n, dtype=np.int32)),
@@ -384,7 +406,10 @@ def build_features(events: pa.Table, *, views: pa.Table | None = None,
         "acct_views": pa.array(ctx.views_per_account[eng_acc] if n else np.zeros(0, np.int64)),
         "video_views": pa.array(videos.total(eng_vid)),
     }
-    eng = pa.table(columns).combine_chunks()
+    del e
+    # Each column is made contiguous as the last reference to its chunks goes: combining the
+    # whole table at once held the engagements twice (the features stage's peak at 100M).
+    eng = pa.table({name: _contiguous(columns.pop(name)) for name in list(columns)})
     con.register("eng", eng)
     con.register("video_views", videos.stats)
     return Features(con, eng, has_views, has_device, has_ip, has_text, videos,

@@ -25,8 +25,8 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @numba.njit(cache=True, nogil=True)
-def _lookup(keys: np.ndarray, queries: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Open-addressing hash table over ``keys``; each query's position in them, or -1."""
+def _table(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Open-addressing hash table over ``keys``: (slot keys, slot positions, -1 empty)."""
     bits = 4
     while (1 << bits) < 2 * len(keys):
         bits += 1
@@ -40,8 +40,20 @@ def _lookup(keys: np.ndarray, queries: np.ndarray, valid: np.ndarray) -> np.ndar
             h = (h + 1) & (size - 1)
         slot_key[h] = keys[i]
         slot_pos[h] = i
-    out = np.full(len(queries), -1, dtype=np.int64)
+    return slot_key, slot_pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _probe(slot_key: np.ndarray, slot_pos: np.ndarray, queries: np.ndarray,
+           valid: np.ndarray, out: np.ndarray) -> None:
+    """Each valid query's position in the table's keys, or -1, written into ``out``."""
+    size = len(slot_key)
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
+    shift = np.uint64(64 - bits)
     for i in range(len(queries)):
+        out[i] = -1
         if not valid[i]:
             continue
         k = queries[i]
@@ -51,6 +63,12 @@ def _lookup(keys: np.ndarray, queries: np.ndarray, valid: np.ndarray) -> np.ndar
                 out[i] = slot_pos[h]
                 break
             h = (h + 1) & (size - 1)
+
+
+def _lookup(keys: np.ndarray, queries: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each query's position in ``keys`` (distinct int64), or -1 (invalid or absent)."""
+    out = np.empty(len(queries), dtype=np.int64)
+    _probe(*_table(keys), queries, valid, out)
     return out
 
 
@@ -62,17 +80,29 @@ def lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def codes(column: pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
-    """Position of each value of ``column`` in ``keys`` (distinct values), -1 if absent or null.
+    """Position of each value of ``column`` in ``keys`` (distinct values), -1 if absent or null;
+    int32 while the keys fit.
 
     Integer ids go through a compiled hash table (one probe per row, no sort); text ids
-    through Arrow's own hash lookup.
+    through Arrow's own hash lookup. Either runs a chunk at a time into the result: whole-column
+    copies of the values and their validity were 9 bytes a row beside it (1.5 GiB on the views
+    of a 100M-event log, the features stage's peak).
     """
+    out = np.empty(len(column), dtype=np.int32 if len(keys) < 2**31 else np.int64)
+    at = 0
     if pa.types.is_integer(column.type) and pa.types.is_integer(keys.type):
-        valid = np.ascontiguousarray(pc.is_valid(column).to_numpy(zero_copy_only=False))
-        values = np.ascontiguousarray(pc.fill_null(column, 0).to_numpy(), dtype=np.int64)
-        return _lookup(np.ascontiguousarray(keys.to_numpy(), dtype=np.int64), values, valid)
-    found = pc.index_in(column, value_set=keys)
-    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        table = _table(np.ascontiguousarray(keys.to_numpy(), dtype=np.int64))
+        for chunk in column.chunks:
+            valid = np.ascontiguousarray(pc.is_valid(chunk).to_numpy(zero_copy_only=False))
+            values = np.ascontiguousarray(pc.fill_null(chunk, 0).to_numpy(), dtype=np.int64)
+            _probe(*table, values, valid, out[at:at + len(chunk)])
+            at += len(chunk)
+        return out
+    # One lookup over the column (Arrow builds the key set once), copied out a chunk at a time.
+    for chunk in pc.index_in(column, value_set=keys).chunks:
+        out[at:at + len(chunk)] = pc.fill_null(chunk, -1).to_numpy(zero_copy_only=False)
+        at += len(chunk)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -178,31 +208,35 @@ def _last_view_of(start: np.ndarray, order: np.ndarray, times: np.ndarray, vid: 
 
 @numba.njit(cache=True, nogil=True)
 def _completion(watch: np.ndarray, watch_ok: np.ndarray, length: np.ndarray,
-                length_ok: np.ndarray) -> np.ndarray:
-    """min(watch / length, 1) per row, NaN where either is unknown or the length is 0."""
-    out = np.empty(len(watch), dtype=np.float64)
+                length_ok: np.ndarray, out: np.ndarray) -> None:
+    """min(watch / length, 1) per row into ``out``, NaN where either is unknown or the length
+    is 0."""
     for i in range(len(watch)):
         if watch_ok[i] and length_ok[i] and length[i] > 0:
             out[i] = min(watch[i] / length[i], 1.0)
         else:
             out[i] = np.nan
-    return out
+
+
+_BATCH_ROWS = 1 << 20
 
 
 def completion(events: pa.Table) -> np.ndarray:
     """min(watch_ms / video_ms, 1) of every log row, NaN where either is unknown.
 
-    Computed a record batch at a time: the two columns as whole-log int64 arrays with their
-    validity were 18 bytes a row beside the log, the features stage's peak at 100M events.
+    Computed a million rows at a time into the result: the two columns as whole-log int64
+    arrays with their validity were 18 bytes a row beside the log, and batches as long as a
+    file's run of row groups (millions of rows) left their temporaries' pages touched all over
+    the heap's free memory (2 GiB of RSS over what was in use, on the views of 100M events).
     """
     out = np.empty(events.num_rows, dtype=np.float64)
     at = 0
-    for batch in events.select(["watch_ms", "video_ms"]).to_batches():
+    for batch in events.select(["watch_ms", "video_ms"]).to_batches(_BATCH_ROWS):
         parts = []
         for col in batch.columns:
             parts.append(np.ascontiguousarray(pc.fill_null(col, 0).to_numpy(), dtype=np.int64))
             parts.append(np.ascontiguousarray(pc.is_valid(col).to_numpy(zero_copy_only=False)))
-        out[at:at + batch.num_rows] = _completion(*parts)
+        _completion(*parts, out[at:at + batch.num_rows])
         at += batch.num_rows
     return out
 
@@ -307,18 +341,18 @@ def view_context(*, eng_acc: np.ndarray, eng_vid: np.ndarray, eng_ts: np.ndarray
 class VideoViews:
     """Views grouped by video: counts, counts within a time window, and completion medians."""
 
-    def __init__(self, start: np.ndarray, times: np.ndarray, stats: pa.Table,
-                 order: np.ndarray) -> None:
-        self.start, self.times, self.stats, self.order = start, times, stats, order
-
-    def subset(self, flags: np.ndarray) -> FlaggedViews:
-        """The views with ``flags`` set (one bool per log row), counted the same ways."""
-        return FlaggedViews(self, np.asarray(flags, dtype=bool)[self.order])
+    def __init__(self, start: np.ndarray, times: np.ndarray, stats: pa.Table) -> None:
+        self.start, self.times, self.stats = start, times, stats
 
     @classmethod
     def build(cls, view_vid: np.ndarray, ts: np.ndarray, dictionary: pa.Array,
-              events: pa.Table) -> VideoViews:
-        """``view_vid``: code of each log row's video in ``dictionary`` (-1: not a view)."""
+              events: pa.Table, flags: np.ndarray | None = None
+              ) -> tuple[VideoViews, FlaggedViews | None]:
+        """``view_vid``: code of each log row's video in ``dictionary`` (-1: not a view).
+        With ``flags`` (one bool per row) also the flagged views, counted the same ways.
+
+        The rows' order by video is used here and let go: kept, it was 4 bytes a view through
+        the detectors, for one subset taken right after the build."""
         start, order, times = _group(view_vid,
                                      len(dictionary), np.ascontiguousarray(ts, dtype=np.int64))
         medians = _block_medians(start, order, completion(events))
@@ -333,7 +367,10 @@ class VideoViews:
             "views": pa.array(counts[seen]),
             "completion": pa.array(medians[seen], mask=np.isnan(medians[seen])),
         })
-        return cls(start, times, stats, order)
+        videos = cls(start, times, stats)
+        flagged = (None if flags is None else
+                   FlaggedViews(videos, np.asarray(flags, dtype=bool)[order]))
+        return videos, flagged
 
     def total(self, vid: np.ndarray) -> np.ndarray:
         """Views of each video code (0 for -1)."""
