@@ -244,6 +244,7 @@ def _ranks(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
 
 
 def _contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array, as ``Table.combine_chunks`` gives it, one column at a time."""
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
