@@ -48,13 +48,16 @@ def test_completion_in_batches_is_each_rows_share(monkeypatch: pytest.MonkeyPatc
         np.testing.assert_array_equal(got, np.array(want))
 
 
-def test_flagged_views_are_counted_per_video_and_window() -> None:
+@pytest.mark.parametrize("span", [1000, 2**33])  # times held as int32 offsets, or not
+def test_flagged_views_are_counted_per_video_and_window(span: int) -> None:
     """The flagged subset built with the video index counts, per video and per time window,
-    exactly the flagged views a plain loop finds."""
+    exactly the flagged views a plain loop finds; the first view of each video is its own,
+    whether the index holds its times as offsets or as they are."""
     rng = np.random.default_rng(3)
     n = 500
     vid = rng.integers(-1, 6, n)  # -1: a row that is not a view
-    ts = rng.integers(0, 1000, n)
+    start = 1_700_000_000_000  # epoch milliseconds
+    ts = start + rng.integers(0, span, n)
     flags = rng.random(n) < 0.3
     events = pa.table({"watch_ms": rng.integers(0, 100, n), "video_ms": np.full(n, 100),
                        "creator_id": vid % 3})
@@ -64,9 +67,15 @@ def test_flagged_views_are_counted_per_video_and_window() -> None:
     for v in range(6):
         assert videos.total(np.array([v]))[0] == np.count_nonzero(vid == v)
         assert flagged.per_video()[v] == np.count_nonzero((vid == v) & flags)
-    lo, hi = np.array([100, 0, 500]), np.array([400, 1000, 501])
+    assert videos.times.dtype == (np.int32 if span < 2**31 else np.int64)
+    lo = start + np.array([span // 10, 0, span // 2])
+    hi = start + np.array([span // 2, span, span // 2 + 1])
     q = np.array([2, 5, 0])
     want = [np.count_nonzero((vid == c) & flags & (ts >= a) & (ts < b))
             for c, a, b in zip(q, lo, hi, strict=True)]
     assert flagged.between(q, lo, hi).tolist() == want
     assert viewindex.VideoViews.build(vid, ts, pa.array(np.arange(6)), events)[1] is None
+    seen, first = videos.first_view(np.array([-1, 0, 5]))
+    assert seen.tolist() == [False, True, True]
+    assert first.tolist() == [0, ts[vid == 0].min(), ts[vid == 5].min()]
+    assert videos.earliest() == ts[vid >= 0].min()

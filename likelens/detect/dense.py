@@ -319,16 +319,14 @@ class DenseDetector(Detector):
         alone, video after video, which peeling would take for a seller's block."""
         e = feats.engagements
         v = feats.videos
-        if v is None or len(v.times) == 0:
+        earliest = None if v is None else v.earliest()
+        if v is None or earliest is None:
             return np.zeros(e.num_rows, dtype=bool)
         vid = e["vid"].to_numpy().astype(np.int64)
         ts = e["ts"].to_numpy()
-        counts = np.diff(v.start)
-        seen = (vid >= 0) & (counts[np.maximum(vid, 0)] > 0)
-        first = np.where(seen, v.times[np.minimum(v.start[np.maximum(vid, 0)],
-                                                  len(v.times) - 1)], 0)
+        seen, first = v.first_view(vid)
         window = int(self.push_window_s * 1000)
-        fresh = seen & (first - int(v.times.min()) > window)
+        fresh = seen & (first - earliest > window)
         return fresh & (ts - first <= window)
 
     @staticmethod
