@@ -63,8 +63,8 @@ __all__ = [
 CANONICAL = ("event_id", "ts", "user_id", "action", "video_id", "creator_id", "watch_ms",
              "video_ms", "ip_hash", "ip_net", "ip_sub", "device_hash", "region", "text")
 
-# What the features stage reads of a view (``features.build_features``): views are nine in
-# ten rows of a log, and these six of the fourteen columns are 45 of a row's 77 bytes.
+# What the features stage reads of a view (``features.build_features``): views are most of a
+# log's rows, and these six of the fourteen columns are about half a row's bytes.
 VIEW_COLUMNS = ("ts", "user_id", "video_id", "watch_ms", "video_ms", "creator_id")
 
 
