@@ -217,27 +217,15 @@ def _present(table: pa.Table, name: str) -> bool:
     return table[name].null_count < table.num_rows
 
 
-def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+def _ranks(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """Each row's rank among the column's distinct values (-1 for null), and those values.
 
     Ranks follow the values, not the order rows arrive in, so that nothing downstream (tie
-    breaks, group order) depends on row order.
+    breaks, group order) depends on row order. The distinct values are sorted, then each row
+    finds its position among them by hash probes a chunk at a time: encoding a column as long
+    as the log and combining its chunks held 13 bytes a row of temporaries (the features
+    stage's peak at 100M events).
     """
-    enc = pc.dictionary_encode(column).combine_chunks()
-    order = pc.array_sort_indices(enc.dictionary).to_numpy()
-    # One gather from a table with a last slot (-1) for nulls: no per-row branches.
-    rank = np.empty(len(order) + 1, dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    rank[-1] = -1
-    idx = pc.fill_null(enc.indices, len(order)).to_numpy(zero_copy_only=False)
-    return rank[idx], enc.dictionary.take(pa.array(order))
-
-
-def _ranks(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """As ``_sorted_codes`` for a column as long as the log: its distinct values sorted, then
-    each row's position among them by hash probes a chunk at a time. Encoding the whole column
-    and combining its chunks held 13 bytes a row of temporaries (the features stage's peak at
-    100M events)."""
     values = pc.unique(column).drop_null()
     values = values.take(pc.array_sort_indices(values))
     return viewindex.codes(column, values).astype(np.int32, copy=False), values
@@ -300,9 +288,7 @@ def build_features(events: pa.Table, *, views: pa.Table | None = None,
     has_text = _present(e, "text")
 
     # Accounts: codes among the accounts that engage, in id order (= dense_rank by user_id).
-    users = pc.unique(e["user_id"])
-    users = users.take(pc.array_sort_indices(users))
-    eng_acc = viewindex.codes(e["user_id"], users).astype(np.int32, copy=False)
+    eng_acc, users = _ranks(e["user_id"])
     # Account codes and video codes (compiled hash probes, a chunk at a time) release the GIL:
     # side by side. Videos are ranked over engagements and views together, in id order.
     with ThreadPoolExecutor(1) as pool:
@@ -348,7 +334,7 @@ def build_features(events: pa.Table, *, views: pa.Table | None = None,
     share = action_idx == ACTIONS.index("share")
 
     # Targets as integers: (video, action) pairs, then the creators that follows go to.
-    creator_code, _ = _sorted_codes(e["creator_id"])
+    creator_code, _ = _ranks(e["creator_id"])
     n_vid = max(len(video_values), 1)
     target = np.where(follow, n_vid * len(ACTIONS) + creator_code,
                       np.maximum(eng_vid, 0) * len(ACTIONS) + action_idx)

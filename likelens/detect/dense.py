@@ -319,8 +319,7 @@ class DenseDetector(Detector):
         alone, video after video, which peeling would take for a seller's block."""
         e = feats.engagements
         v = feats.videos
-        earliest = None if v is None else v.earliest()
-        if v is None or earliest is None:
+        if v is None or (earliest := v.earliest()) is None:
             return np.zeros(e.num_rows, dtype=bool)
         vid = e["vid"].to_numpy().astype(np.int64)
         ts = e["ts"].to_numpy()
