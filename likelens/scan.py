@@ -236,8 +236,16 @@ def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bo
     columns: dict[str, np.ndarray] = {}
     for s in signals.values():
         columns.update(s.columns)
-    task = task_shaped(feats)
+    # Without views, every engagement is kept as task-shaped (for peeling), but none is known
+    # to be: an export without views says nothing about any one engagement's session.
+    task = task_shaped(feats) if feats.has_views else np.zeros(feats.engagements.num_rows,
+                                                                  dtype=bool)
     context = account_context(columns, task)
+    if not feats.has_views:
+        # Nor can the log tell a rented account's owner, liking from their own phone, from the
+        # farm running it: what places an engagement on the farm is its device or network.
+        columns = {**columns, **{c: np.where(context, columns[c], 0.0)
+                                 for c in ("dense_block", "dev_shared") if c in columns}}
     accounts = feats.account_codes  # a property that reads the column out of Arrow each time
     columns, fires = corroborate_blocks(columns, accounts, collective_fires(columns, context))
     return (columns, context,

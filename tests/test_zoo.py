@@ -150,3 +150,24 @@ def test_eval_attributes_false_positives_to_causes(tmp_path: Path) -> None:
     causes = json.loads((tmp_path / "s" / "quality_causes.json").read_text())
     assert causes["feed"]["total"] > 0
     assert all(0 <= c["flagged"] <= c["total"] for c in causes.values())
+
+
+@pytest.mark.parametrize("kind", ["pool", "bot"])
+def test_an_export_without_views_keeps_rented_accounts_owners_unflagged(
+        kind: str, tmp_path: Path, key: bytes) -> None:
+    # Without views nothing says which of a rented account's likes its owner made in a feed
+    # session: the farm's device or network must place an engagement on the farm, not the
+    # account's evidence alone (the owner likes from their own phone).
+    from likelens.evaluate import evaluate_tables
+
+    cfg = sim.load_scenario("demo", users=8000)
+    cfg["platform"]["engagement_only"] = True
+    cfg["market"]["supply_weights"] = [float(k == kind) for k in ("bot", "pool", "crowd")]
+    cfg["supply"]["pool"]["owner_use_prob"] = 0.9
+    r = sim.simulate(cfg, 41)
+    paths = sim.write(r, tmp_path)
+    scan = scan_events(ingest([paths["events"]], key=key).events)
+    rows = {row.split: row for row in evaluate_tables(r.truth, scan.engagements)}
+    assert rows[f"kind={kind}"].fake > 100
+    assert rows[f"kind={kind}"].recall >= 0.9
+    assert rows["all likes"].organic_fpr <= 0.002
