@@ -91,3 +91,18 @@ def test_poisson_upper_matches_garwood_limits_and_grows_like_a_count() -> None:
     assert np.all(np.diff(bounds) > 0) and np.all(bounds > means)
     # large counts: about 1.645 sqrt(m) above the mean, not a multiple of it
     assert poisson_upper(10_000) < 10_000 + 2.0 * np.sqrt(10_000)
+
+
+def test_lockstep_evidence_needs_evidence_outside_lockstep_on_the_account() -> None:
+    # Account 0 met lockstep partners and its infrastructure converges on another engagement;
+    # account 1 only met partners (heavy likers on the hour's hot videos); account 2 met
+    # partners and sits in a dense block: each structure corroborates the other.
+    accounts = np.array([0, 0, 1, 1, 2, 2])
+    cols = {"lockstep_met": np.array([1.5, 0, 1.1, 0.7, 1.0, 0]),
+            "ip_surprise": np.array([0, 4.0, 0, 0, 0, 0]),
+            "dense_block": np.array([0, 0, 0, 0, 0, 1.0])}
+    out, fires = corroborate_blocks(cols, accounts, collective_fires(cols, None))
+    assert out["lockstep_met"].tolist() == [1.5, 0, 0, 0, 1.0, 0]
+    assert fires["lockstep_met"].tolist() == [True, False, False, False, True, False]
+    assert out["dense_block"].tolist() == [0, 0, 0, 0, 0, 1.0]
+    assert cols["lockstep_met"].tolist() == [1.5, 0, 1.1, 0.7, 1.0, 0]
