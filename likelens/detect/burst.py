@@ -62,6 +62,8 @@ def bought_share(liked: np.ndarray, opened: np.ndarray, ceiling: float, *,
 
 # One-sided 95 % normal quantile for the cautious share (``bought_share(..., z=...)``).
 CAUTIOUS_Z = 1.645
+# The highest organic conversion the cautious share assumes: below 1, where a task list is.
+CAUTIOUS_CAP = 0.95
 
 
 def _creator_pairs(acc: np.ndarray, cre: np.ndarray, vid: np.ndarray, rows: np.ndarray
@@ -81,17 +83,18 @@ class BurstDetector(Detector):
     """Per-target and per-hour surprise of task-shaped engagements and of likes over views."""
 
     name = "burst"
-    learns = ("conversion_ceiling", "session_conversion_ceiling")
+    learns = ("conversion_ceiling", "session_conversion_ceiling", "session_cautious_ceiling")
     needs = ("views",)
 
     def __init__(self, *, bucket_s: int = 3600, near_s: int = 1800,
                  half_surprise: float = 4.0, conversion_quantile: float = 0.9,
                  max_conversion: float = 0.6, min_opened: int = 10, full_watch: float = 0.9,
-                 full_watch_min_s: float = 30.0, loyal_share: float = 0.5) -> None:
+                 full_watch_min_s: float = 30.0, loyal_share: float = 0.5,
+                 cautious_quantile: float = 0.99) -> None:
         self.bucket_s, self.near_s, self.half_surprise = bucket_s, near_s, half_surprise
         self.conversion_quantile, self.max_conversion = conversion_quantile, max_conversion
         self.min_opened, self.full_watch, self.loyal_share = min_opened, full_watch, loyal_share
-        self.full_watch_min_s = full_watch_min_s
+        self.full_watch_min_s, self.cautious_quantile = full_watch_min_s, cautious_quantile
 
     def _run(self, feats: Features, state: State, *, fitting: bool) -> Signal:
 
@@ -229,8 +232,15 @@ class BurstDetector(Detector):
         zero = np.zeros(n)
         views = (feats.videos.total(np.arange(int(vid.max(initial=-1)) + 1)).astype(float)
                  if feats.videos is not None else np.zeros(0))
-        conv = learned("session_conversion_ceiling", lambda: self._ceiling(
-            np.bincount(vid[like & (vid >= 0)], minlength=len(views)), views))
+        liked = np.bincount(vid[like & (vid >= 0)], minlength=len(views))
+        conv = learned("session_conversion_ceiling", lambda: self._ceiling(liked, views))
+        # The cautious share (the label-free FPR estimate's) assumes the warmest organic
+        # crowd: one converting as well as the best-converting videos of this log, their
+        # ``cautious_quantile`` rather than the ``conversion_quantile``. Fans sent by a push
+        # who go on watching in their feed convert beyond the usual ceiling, and their piles
+        # were counted as bought with too much confidence.
+        cautious = max(conv, learned("session_cautious_ceiling", lambda: self._ceiling(
+            liked, views, quantile=self.cautious_quantile, cap=CAUTIOUS_CAP)))
         if feats.videos is None or n == 0:
             return zero, zero, zero
         asked = candidates & (vid >= 0) & ~self._repeat_engagers(feats, like, vid)
@@ -245,7 +255,7 @@ class BurstDetector(Detector):
         surprise[rows] = binomial_surprise(k, np.maximum(k, opened), conv, tests=n_targets)
         share[rows] = np.where(surprise[rows] > 0, bought_share(k, opened, conv), 0.0)
         low[rows] = np.where(surprise[rows] > 0,
-                             bought_share(k, opened, conv, z=CAUTIOUS_Z), 0.0)
+                             bought_share(k, opened, cautious, z=CAUTIOUS_Z), 0.0)
         return surprise, share, low
 
     @staticmethod
@@ -263,15 +273,18 @@ class BurstDetector(Detector):
             out[rows] = videos_of_pair[inv] >= 2
         return out
 
-    def _ceiling(self, liked: np.ndarray, opened: np.ndarray) -> float:
-        """The ``conversion_quantile`` of the videos' likes per opening, over videos opened
-        ``min_opened`` times or more, within [0.05, ``max_conversion``]."""
+    def _ceiling(self, liked: np.ndarray, opened: np.ndarray, *,
+                 quantile: float | None = None, cap: float | None = None) -> float:
+        """The ``conversion_quantile`` (or ``quantile``) of the videos' likes per opening, over
+        videos opened ``min_opened`` times or more, within [0.05, ``max_conversion``] (or
+        ``cap``)."""
+        top = self.max_conversion if cap is None else cap
         liked = liked[: len(opened)]
         enough = opened >= self.min_opened
         rate = (float(np.quantile(liked[enough].astype(float) / opened[enough],
-                                  self.conversion_quantile))
-                if enough.any() else self.max_conversion)
-        return float(np.clip(rate, 0.05, self.max_conversion))
+                                  self.conversion_quantile if quantile is None else quantile))
+                if enough.any() else top)
+        return float(np.clip(rate, 0.05, top))
 
     def _conversion(self, feats: Features, shaped_likes: np.ndarray, task: np.ndarray,
                     vid: np.ndarray, ts: np.ndarray, near: int,
