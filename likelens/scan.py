@@ -244,8 +244,10 @@ def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bo
     if not feats.has_views:
         # Nor can the log tell a rented account's owner, liking from their own phone, from the
         # farm running it: what places an engagement on the farm is its device or network.
+        # The farm's accounts meeting the owner on a hot video (lockstep_met) does not.
         columns = {**columns, **{c: np.where(context, columns[c], 0.0)
-                                 for c in ("dense_block", "dev_shared") if c in columns}}
+                                 for c in ("dense_block", "dev_shared", "lockstep_met")
+                                 if c in columns}}
     accounts = feats.account_codes  # a property that reads the column out of Arrow each time
     columns, fires = corroborate_blocks(columns, accounts, collective_fires(columns, context))
     return (columns, context,
