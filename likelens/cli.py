@@ -344,7 +344,7 @@ def bench_quality(scenarios: str | None, seed: int, max_users: int, out_md: Path
 
 
 @bench.command("robustness")
-@click.option("--worlds", type=int, default=30, show_default=True,
+@click.option("--worlds", type=int, default=60, show_default=True,
               help="How many zoo worlds to draw (seeds --first-seed, --first-seed + 1, ...).")
 @click.option("--first-seed", type=int, default=1000, show_default=True,
               help="Seed of the first world; the tests use other seeds.")
@@ -366,7 +366,7 @@ def bench_robustness(worlds: int, first_seed: int, users: int, out_md: Path,
 
     \b
     Example:
-      likelens bench robustness --worlds 30
+      likelens bench robustness --worlds 60
     """
     import platform
 

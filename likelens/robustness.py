@@ -131,7 +131,19 @@ def markdown(results: list[WorldResult], header: str) -> str:
     if v10:
         lines.append(f"| recall 10-like orders | {_f(_median(v10))} | {_f(min(v10))} |")
     lines += ["", f"Label-free FPR estimate below half the true FPR (optimistic) in {under} of "
-              f"{len(results)} worlds.", "",
+              f"{len(results)} worlds.", "", "## By platform shape", "",
+              "Exports without views leave out what tells a session from a task list, so they "
+              "are worth their own line.", "",
+              "| shape | worlds | median F1 | worst F1 | median organic FPR | worst organic FPR |"
+              " est. FPR below half the truth |", "|---|---|---|---|---|---|---|"]
+    for label, group in (("with views", [r for r in results if "no views" not in r.shape]),
+                         ("no views", [r for r in results if "no views" in r.shape])):
+        if group:
+            gf1, gfpr = [r.f1 for r in group], [r.organic_fpr for r in group]
+            low = sum(1 for r in group if r.estimated_fpr < 0.5 * r.organic_fpr)
+            lines.append(f"| {label} | {len(group)} | {_f(_median(gf1))} | {_f(min(gf1))} | "
+                         f"{_f(_median(gfpr), True)} | {_f(max(gfpr), True)} | {low} |")
+    lines += ["",
               "## Organic likes flagged, by cause", "",
               "| cause | median world | worst world | all worlds pooled | likes pooled |",
               "|---|---|---|---|---|"]

@@ -287,3 +287,21 @@ def test_detectors_start_costliest_first_and_answer_in_registry_order(world) -> 
     # Jobs leave the queue in order; two workers may note a pair in either order.
     assert all(abs(started.index(n) - by_cost.index(n)) <= 1 for n in names), started
     assert list(out) == names and list(out.values()) == names
+
+
+def test_burst_cautious_share_assumes_a_warmer_crowd_than_detection(world) -> None:
+    # The estimate's cautious pile share assumes organic crowds as warm as the log's best
+    # videos: its ceiling is at least detection's, so it never calls more of a pile bought.
+    _, events = world
+    feats = build_features(events)
+    burst = next(s for s in REGISTRY if s.name == "burst").create().fit(feats)
+    values = burst.state_.values
+    assert values["session_cautious_ceiling"] >= values["session_conversion_ceiling"]
+    assert values["session_cautious_ceiling"] <= 0.95
+    cols = burst.signal_.columns
+    piles = cols["burst_session_surprise"] > 0
+    assert piles.any()
+    assert (cols["burst_excess_low"][piles] <= cols["burst_excess"][piles] + 1e-12).all()
+    # A fitted model applies the same ceilings: the same columns come back.
+    again = next(s for s in REGISTRY if s.name == "burst").create().apply(feats, burst.state_)
+    assert np.array_equal(again.columns["burst_excess_low"], cols["burst_excess_low"])
