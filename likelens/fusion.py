@@ -125,7 +125,7 @@ def account_context(columns: Mapping[str, np.ndarray], task_shaped: np.ndarray) 
 def collective_fires(columns: Mapping[str, np.ndarray], context: np.ndarray | None
                      ) -> dict[str, np.ndarray]:
     """Per collective column, where it fires as the model sees it (account-level columns only
-    in ``context``): what ``corroborate_blocks`` and ``organic_floor`` both read."""
+    in ``context``): what ``corroborate_structures`` and ``organic_floor`` both read."""
     view = _View(columns, context)
     return {c: _fires(view(c)) for c in COLLECTIVE if c in columns}
 
@@ -136,7 +136,7 @@ STRUCTURES = {"dense_block": ("dense_block",),
               "lockstep": ("lockstep_met", "lockstep_group")}
 
 
-def corroborate_blocks(columns: Mapping[str, np.ndarray], accounts: np.ndarray,
+def corroborate_structures(columns: Mapping[str, np.ndarray], accounts: np.ndarray,
                        fires: Mapping[str, np.ndarray]
                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``columns`` and ``fires`` (``collective_fires``) with a structure's evidence (a dense
@@ -192,7 +192,7 @@ PILES = ("burst_task_surprise", "burst_session_surprise")
 def organic_floor(columns: Mapping[str, np.ndarray], fires: Mapping[str, np.ndarray],
                   accounts: np.ndarray, task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A floor under the chance that an engagement is organic (``fires`` as
-    ``corroborate_blocks`` left them), for the label-free FPR estimate (and so the threshold)
+    ``corroborate_structures`` left them), for the label-free FPR estimate (and so the threshold)
     only: the mixture is sure of the members of the structures below, and the estimate was
     optimistic in a third of the zoo worlds because of them. Returns the rows that have a
     floor (ascending) and their floors; every other row's is zero.

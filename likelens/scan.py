@@ -30,7 +30,7 @@ from likelens.fusion import (
     account_context,
     apply_fusion,
     collective_fires,
-    corroborate_blocks,
+    corroborate_structures,
     fit_fusion,
     organic_floor,
 )
@@ -231,7 +231,7 @@ def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bo
                     ) -> tuple[dict[str, np.ndarray], np.ndarray,
                                tuple[np.ndarray, np.ndarray] | None]:
     """Every detector's evidence columns with block evidence only where the account is
-    corroborated (``corroborate_blocks``), the engagements account-level evidence applies to
+    corroborated (``corroborate_structures``), the engagements account-level evidence applies to
     (``account_context``), and when fitting (``floor``) the estimate's ``organic_floor``."""
     columns: dict[str, np.ndarray] = {}
     for s in signals.values():
@@ -249,7 +249,7 @@ def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bo
                                  for c in ("dense_block", "dev_shared", "lockstep_met")
                                  if c in columns}}
     accounts = feats.account_codes  # a property that reads the column out of Arrow each time
-    columns, fires = corroborate_blocks(columns, accounts, collective_fires(columns, context))
+    columns, fires = corroborate_structures(columns, accounts, collective_fires(columns, context))
     return (columns, context,
             organic_floor(columns, fires, accounts, task) if floor else None)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from likelens.detect.burst import bought_share
-from likelens.fusion import collective_fires, corroborate_blocks, organic_floor, poisson_upper
+from likelens.fusion import collective_fires, corroborate_structures, organic_floor, poisson_upper
 
 
 def _columns(dense: list[float], lockstep: list[float]) -> dict[str, np.ndarray]:
@@ -19,7 +19,7 @@ def test_block_evidence_needs_other_collective_evidence_on_the_account() -> None
     # on another engagement, account 1 shows nothing else (a block's fringe member).
     accounts = np.array([0, 0, 1, 1, 2])
     cols = _columns(dense=[1, 0, 1, 0, 0], lockstep=[0, 1.5, 0, 0, 0])
-    out, fires = corroborate_blocks(cols, accounts, collective_fires(cols, None))
+    out, fires = corroborate_structures(cols, accounts, collective_fires(cols, None))
     assert out["dense_block"].tolist() == [1, 0, 0, 0, 0]
     assert fires["dense_block"].tolist() == [True, False, False, False, False]
     # Other columns pass through untouched, and the input is not changed.
@@ -32,18 +32,20 @@ def test_account_level_evidence_outside_its_context_does_not_corroborate() -> No
     # account whose only other evidence sits outside it is not corroborated.
     accounts = np.array([0, 0])
     cols = {"dense_block": np.array([1.0, 0.0]), "lockstep_group": np.array([0.0, 1.0])}
-    outside, _ = corroborate_blocks(cols, accounts,
-                                    collective_fires(cols, np.array([True, False])))
-    inside, _ = corroborate_blocks(cols, accounts, collective_fires(cols, np.array([True, True])))
+    outside, _ = corroborate_structures(cols, accounts,
+                                        collective_fires(cols, np.array([True, False])))
+    inside, _ = corroborate_structures(cols, accounts,
+                                       collective_fires(cols, np.array([True, True])))
     assert outside["dense_block"].tolist() == [0, 0]
     assert inside["dense_block"].tolist() == [1, 0]
 
 
 def test_no_block_column_or_no_rows_is_a_no_op() -> None:
     cols = {"lockstep_met": np.array([1.0])}
-    assert corroborate_blocks(cols, np.array([0]), {})[0] == cols
+    assert corroborate_structures(cols, np.array([0]), {})[0] == cols
     empty = {"dense_block": np.zeros(0)}
-    out, _ = corroborate_blocks(empty, np.zeros(0, dtype=np.int64), collective_fires(empty, None))
+    out, _ = corroborate_structures(empty, np.zeros(0, dtype=np.int64),
+                                    collective_fires(empty, None))
     assert out["dense_block"].size == 0
 
 
@@ -101,7 +103,7 @@ def test_lockstep_evidence_needs_evidence_outside_lockstep_on_the_account() -> N
     cols = {"lockstep_met": np.array([1.5, 0, 1.1, 0.7, 1.0, 0]),
             "ip_surprise": np.array([0, 4.0, 0, 0, 0, 0]),
             "dense_block": np.array([0, 0, 0, 0, 0, 1.0])}
-    out, fires = corroborate_blocks(cols, accounts, collective_fires(cols, None))
+    out, fires = corroborate_structures(cols, accounts, collective_fires(cols, None))
     assert out["lockstep_met"].tolist() == [1.5, 0, 0, 0, 1.0, 0]
     assert fires["lockstep_met"].tolist() == [True, False, False, False, True, False]
     assert out["dense_block"].tolist() == [0, 0, 0, 0, 0, 1.0]

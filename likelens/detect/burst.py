@@ -17,6 +17,7 @@ on a boosted video is a real fan, and stays one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -232,15 +233,16 @@ class BurstDetector(Detector):
         zero = np.zeros(n)
         views = (feats.videos.total(np.arange(int(vid.max(initial=-1)) + 1)).astype(float)
                  if feats.videos is not None else np.zeros(0))
-        liked = np.bincount(vid[like & (vid >= 0)], minlength=len(views))
-        conv = learned("session_conversion_ceiling", lambda: self._ceiling(liked, views))
+        # Likes per video, counted only when a ceiling is learned (a fitted model reads both).
+        liked = functools.cache(lambda: np.bincount(vid[like & (vid >= 0)], minlength=len(views)))
+        conv = learned("session_conversion_ceiling", lambda: self._ceiling(liked(), views))
         # The cautious share (the label-free FPR estimate's) assumes the warmest organic
         # crowd: one converting as well as the best-converting videos of this log, their
         # ``cautious_quantile`` rather than the ``conversion_quantile``. Fans sent by a push
         # who go on watching in their feed convert beyond the usual ceiling, and their piles
         # were counted as bought with too much confidence.
         cautious = max(conv, learned("session_cautious_ceiling", lambda: self._ceiling(
-            liked, views, quantile=self.cautious_quantile, cap=CAUTIOUS_CAP)))
+            liked(), views, quantile=self.cautious_quantile, cap=CAUTIOUS_CAP)))
         if feats.videos is None or n == 0:
             return zero, zero, zero
         asked = candidates & (vid >= 0) & ~self._repeat_engagers(feats, like, vid)

@@ -432,10 +432,11 @@ class OnlineScorer:
 
     def _fuse(self, columns: dict[str, np.ndarray], task: np.ndarray,
               actions: list[str]) -> Any:
-        """The model's fusion on evidence columns. As in the scan (``fusion.corroborate_blocks``),
-        a block's engagement or a lockstep group counts only for an account with collective
-        evidence outside it, here what the state knows of it (its infrastructure, this one's
-        included; the other structure) or this engagement's pile or device."""
+        """The model's fusion on evidence columns. As in the scan
+        (``fusion.corroborate_structures``), a block's engagement or a lockstep group counts
+        only for an account with collective evidence outside it, here what the state knows of
+        it (its infrastructure, this one's included; the other structure) or this engagement's
+        pile or device."""
         outside = ((columns["acct_infra_surprise"] > 0) | (columns["burst_task_surprise"] > 0)
                    | (columns["dev_accounts_surprise"] > 0))
         block, group = columns["dense_block"] > 0, columns["lockstep_group"] > 0
