@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from likelens.detect.burst import bought_share
-from likelens.fusion import collective_fires, corroborate_structures, organic_floor, poisson_upper
+from likelens.fusion import (
+    collective_fires,
+    corroborate_structures,
+    fit_fusion,
+    organic_floor,
+    poisson_upper,
+)
 
 
 def _columns(dense: list[float], lockstep: list[float]) -> dict[str, np.ndarray]:
@@ -108,3 +114,54 @@ def test_lockstep_evidence_needs_evidence_outside_lockstep_on_the_account() -> N
     assert fires["lockstep_met"].tolist() == [True, False, False, False, True, False]
     assert out["dense_block"].tolist() == [0, 0, 0, 0, 0, 1.0]
     assert cols["lockstep_met"].tolist() == [1.5, 0, 1.1, 0.7, 1.0, 0]
+
+
+def test_the_pile_null_decides_pile_only_members_in_its_top_bin() -> None:
+    # A log where bots on converging devices are most of the bought engagement, and two piles
+    # of in-session likes whose members look organic in every individual column: one that
+    # its organic explanation leaves at most one member in twenty of (excess 0.97), one it
+    # leaves a sixth of (0.85). A pile member that also has its own device evidence is the
+    # mixture's to weigh.
+    rng = np.random.default_rng(7)
+    n_org, n_bot, n_top, n_mid = 20_000, 2_000, 300, 300
+    n = n_org + n_bot + n_top + n_mid
+    watch = np.concatenate([rng.uniform(0.2, 1.0, n_org), rng.uniform(0.0, 0.04, n_bot),
+                            rng.uniform(0.2, 0.6, n_top + n_mid)])
+    dev = np.zeros(n)
+    dev[n_org:n_org + n_bot] = 12.0
+    dev[-1] = 12.0  # the last pile member's device converges too
+    pile = np.zeros(n)
+    pile[n_org + n_bot:] = 20.0
+    excess = np.zeros(n)
+    excess[n_org + n_bot:n_org + n_bot + n_top] = 0.97
+    excess[n_org + n_bot + n_top:] = 0.85
+    cols = {"watch_frac": watch, "dev_surprise": dev, "burst_session_surprise": pile,
+            "burst_excess": excess}
+    # One bought component, seeded by the bots: it learns their profile (hardly any watch),
+    # which the piles' members do not share (what a component that grew over the others
+    # does to them).
+    starts = {"infra": (dev > 0).astype(float)}
+    _, fusion = fit_fusion(cols, starts, np.array(["like"] * n), target_fpr=0.01)
+    top = slice(n_org + n_bot, n_org + n_bot + n_top)
+    mid = slice(n_org + n_bot + n_top, n - 1)
+    assert np.all(fusion.probability[top] == 0.95)
+    assert np.all(fusion.probability[mid] <= 0.8)  # capped, and below: the mixture's say
+    reasons = fusion.reasons.to_pylist()
+    assert fusion.flagged[top].all()
+    assert all(r[0] == "video_burst" for r in reasons[top])
+    assert fusion.probability[-1] != 0.95  # not the null's: its device is evidence too
+    assert not fusion.flagged[:n_org].any()
+
+
+def test_a_block_is_account_evidence_for_the_owner_floor() -> None:
+    # Account 0 sits in a dense block; one task-shaped engagement of it hits a block target,
+    # the other is made inside a feed session. Account 1 is quiet (one of each). The owner of
+    # a rented account opens hot videos alone on their own phone, and a farm's block holds
+    # hot videos too: the block engagement is floored like account infrastructure evidence.
+    accounts = np.array([0, 0, 1, 1])
+    task = np.array([True, False, True, False])
+    cols = {"dense_block": np.array([1.0, 0, 0, 0]),
+            "burst_task_surprise": np.zeros(4)}
+    rows, at_least = organic_floor(cols, collective_fires(cols, None), accounts, task)
+    assert rows.tolist() == [0]
+    assert at_least.tolist() == [1.0]
