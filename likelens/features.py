@@ -172,6 +172,23 @@ def task_shaped(feats: Features) -> np.ndarray:
     return (sessions == 0) | (needs & ~has_view)
 
 
+def pushed(feats: Features, window_ms: int) -> np.ndarray:
+    """Engagements in the first ``window_ms`` of a video that came out during the log (its
+    first view more than that after the log's start): the platform pushes a new video to its
+    creator's followers, and heavy users who follow many creators open those pushes alone,
+    video after video, meeting each other on every creator they share. Dense and lockstep
+    leave them out; without views nothing is known of a video's debut and nothing is."""
+    e = feats.engagements
+    v = feats.videos
+    if v is None or (earliest := v.earliest()) is None:
+        return np.zeros(e.num_rows, dtype=bool)
+    vid = e["vid"].to_numpy().astype(np.int64)
+    ts = e["ts"].to_numpy()
+    seen, first = v.first_view(vid)
+    fresh = seen & (first - earliest > window_ms)
+    return fresh & (ts - first <= window_ms)
+
+
 @dataclass(frozen=True)
 class Footprint:
     """What a set of engagements covers: the words a group's evidence is written from."""

@@ -248,6 +248,52 @@ def test_lockstep_finds_a_planted_crew() -> None:
     assert flagged == set(crew)
 
 
+def test_lockstep_leaves_followers_opening_pushes_out() -> None:
+    """Twelve followers of the same four creators open each new video within minutes of its
+    debut (the platform pushes it to them), eight videos over the day: they meet on eight
+    targets of four creators, as a crew does, but at the push, which the time-shifted null
+    cannot tell from coordination. A crew delivering hours after its videos' debut is still
+    one group."""
+    rng = np.random.default_rng(5)
+    rows = []  # (user, video, creator, ts, action, watch_ms)
+    day, hour = 86_400_000, 3_600_000
+    for a in range(400):  # background: views and likes of old videos all day
+        for _ in range(6):
+            v, t = int(rng.integers(0, 300)), int(rng.integers(0, day))
+            rows.append((a, v, 100 + v % 40, t, "view", 30_000))
+            rows.append((a, v, 100 + v % 40, t + 31_000, "like", None))
+    fans = list(range(2000, 2012))
+    crew = list(range(1000, 1012))
+    for k in range(8):
+        debut = (2 + 2 * k) * hour
+        for a in fans:  # new video 500 + k, opened from the push
+            t = debut + int(rng.integers(0, 600_000))
+            rows.append((a, 500 + k, 200 + k % 4, t, "view", 20_000))
+            rows.append((a, 500 + k, 200 + k % 4, t + 21_000, "like", None))
+        order = (3 + 2 * k) * hour  # the crew's video 600 + k came out at hour 1
+        rows.append((3000 + k, 600 + k, 300 + k % 4, hour, "view", 5_000))
+        for a in crew:
+            t = order + int(rng.integers(0, 240_000))
+            rows.append((a, 600 + k, 300 + k % 4, t, "view", 8_000))
+            rows.append((a, 600 + k, 300 + k % 4, t + 9_000, "like", None))
+    users, videos, creators, ts, actions, watch = zip(*rows, strict=True)
+    n = len(rows)
+    events = pa.table({
+        "event_id": pa.array(range(n), pa.int64()), "ts": pa.array(ts, pa.int64()),
+        "user_id": pa.array(users, pa.int64()), "action": pa.array(actions),
+        "video_id": pa.array(videos, pa.int64()), "creator_id": pa.array(creators, pa.int64()),
+        "watch_ms": pa.array(watch, pa.int64()), "video_ms": pa.array([60_000] * n, pa.int64()),
+        "ip_hash": pa.nulls(n, pa.string()), "ip_net": pa.nulls(n, pa.string()),
+        "device_hash": pa.nulls(n, pa.string()), "region": pa.nulls(n, pa.string()),
+        "text": pa.nulls(n, pa.string())})
+    spec = next(s for s in REGISTRY if s.name == "lockstep")
+    feats = build_features(events)
+    assert [sorted(g.accounts) for g in spec.create().fit(feats).signal_.groups] == [crew]
+    # Without the push window the followers are a group too: the test can fail.
+    unaware = spec.create(push_window_s=0).fit(feats).signal_
+    assert sorted(sorted(g.accounts) for g in unaware.groups) == [crew, fans]
+
+
 def test_key_codes_code_values_not_dictionary_entries() -> None:
     """Ingest spreads one hash per distinct address, so a /24's hash repeats in the dictionary
     and a blank address is a null entry: equal values share a code, nulls are -1."""

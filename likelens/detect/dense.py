@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from likelens.arrays import distinct
 from likelens.detect.base import Detector, Group, Signal, State, poisson_surprise
-from likelens.features import Features, footprint, task_shaped
+from likelens.features import Features, footprint, pushed, task_shaped
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ class DenseDetector(Detector):
         action and video) and finds their members' engagements in the log."""
         e = feats.engagements
         task = task_shaped(feats)
-        g = account_target_graph(feats, task & ~self._pushed(feats))
+        g = account_target_graph(feats, task & ~pushed(feats, self.push_window_s * 1000))
         acc = g.acc
         if fitting:
             blocks = self._learn_blocks(feats, g, task)
@@ -311,22 +311,6 @@ class DenseDetector(Detector):
                 tgts = np.sort(t_at[(t_block == b) & (t_at >= 0)])
                 out.append((accs, tgts, float(density), float(null)))
         return out
-
-    def _pushed(self, feats: Features) -> np.ndarray:
-        """Engagements in the first ``push_window_s`` of a video that came out during the log
-        (its first view more than that after the log's start): the platform pushes a new video
-        to its creator's followers, and heavy users who follow many creators open those pushes
-        alone, video after video, which peeling would take for a seller's block."""
-        e = feats.engagements
-        v = feats.videos
-        if v is None or (earliest := v.earliest()) is None:
-            return np.zeros(e.num_rows, dtype=bool)
-        vid = e["vid"].to_numpy().astype(np.int64)
-        ts = e["ts"].to_numpy()
-        seen, first = v.first_view(vid)
-        window = int(self.push_window_s * 1000)
-        fresh = seen & (first - earliest > window)
-        return fresh & (ts - first <= window)
 
     @staticmethod
     def _fan_share(g: Graph, creator_of: np.ndarray, accs: np.ndarray, tgts: np.ndarray
