@@ -15,7 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from likelens.meetings import meetings
+from likelens.meetings import meetings, pair_meetings
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -44,6 +44,10 @@ class Engine(Protocol):
                      ) -> pa.Table: ...
 
     def group_meetings(self, group_of: np.ndarray, window_ms: int) -> np.ndarray: ...
+
+    def pair_meetings(self, acc: np.ndarray, target: np.ndarray, ts: np.ndarray,
+                      creator: np.ndarray, window_ms: int, n_acc: int, min_shared: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 class DuckDBEngine:
@@ -132,3 +136,11 @@ class DuckDBEngine:
         acc = self.eng["acc"].to_numpy().astype(np.int64)
         return meetings(self.eng["target"].to_numpy(), group_of[acc],
                         self.eng["ts"].to_numpy(), acc, window_ms).astype(float)
+
+    def pair_meetings(self, acc: np.ndarray, target: np.ndarray, ts: np.ndarray,
+                      creator: np.ndarray, window_ms: int, n_acc: int, min_shared: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Account pairs (a < b, ascending) meeting within ``window_ms`` on ``min_shared``
+        targets or more of two creators or more, and their shared targets, from rows sorted
+        by (target, time) (lockstep's pairs, of the log or of its time-shifted null)."""
+        return pair_meetings(acc, target, ts, creator, int(window_ms), n_acc, min_shared)

@@ -198,7 +198,7 @@ def test_lockstep_pair_kernel_matches_brute_force() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from likelens.detect.lockstep import _meetings
+    from likelens.meetings import pair_meetings as _meetings
 
     row = st.tuples(st.integers(0, 6), st.integers(0, 5), st.integers(0, 40))
 

@@ -185,6 +185,38 @@ def test_group_meetings_kernel_per_bucket_equals_the_whole_log(spark) -> None:
     np.testing.assert_array_equal(per_bucket, whole)
 
 
+def test_lockstep_pairs_per_bucket_equal_the_whole_log(spark) -> None:
+    """Lockstep's pair counts, found per bucket of targets on executors and summed by a Spark
+    group-by, are the whole log's: the same pairs, shared counts and order, with targets of
+    no creator (-1) and meetings exactly at the window's edge."""
+    from likelens.engine import DuckDBEngine
+    from likelens.spark.engine import SparkEngine
+
+    rng = np.random.default_rng(11)
+    n = 6000
+    acc = rng.integers(0, 120, n)
+    target = rng.integers(0, 60, n)
+    ts = rng.integers(0, 40, n) * 30_000
+    creator = np.where(target % 7 == 0, -1, target % 5)
+    order = np.lexsort((ts, target))
+    args = (acc[order], target[order], ts[order], creator[order], 60_000, 120, 3)
+    eng = pa.table({"rid": pa.array(np.arange(n)), "acc": pa.array(acc.astype(np.int32)),
+                    "target": pa.array(target), "vid": pa.array(target.astype(np.int32)),
+                    "ts": pa.array(ts), "action": pa.array(["like"] * n),
+                    "video_views": pa.array(np.zeros(n, dtype=np.int64))})
+    import duckdb
+
+    whole = DuckDBEngine(duckdb.connect(), eng).pair_meetings(*args)
+    on_spark = SparkEngine(spark, eng, 4)
+    try:
+        per_bucket = on_spark.pair_meetings(*args)
+    finally:
+        on_spark.close()
+    assert len(whole[0]) > 50 and whole[2].max() > 3
+    for got, want in zip(per_bucket, whole, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_cli_engine_spark_without_spark_exits_2_with_what_to_install(monkeypatch, tmp_path,
                                                                      capsys) -> None:
     from likelens import cli

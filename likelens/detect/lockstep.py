@@ -27,7 +27,6 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from likelens import viewindex
 from likelens.arrays import distinct
 from likelens.detect.base import Detector, Group, Signal, State
 from likelens.features import Features, footprint, pushed
@@ -61,74 +60,6 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Connected-component label (its smallest node) per node of an undirected edge list."""
     return _components(n, np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
-
-
-@numba.njit(cache=True, nogil=True)
-def _pair_rows(acc: np.ndarray, tgt: np.ndarray, ts: np.ndarray, creator: np.ndarray, w: int,
-               n_acc: int, fill: bool, key: np.ndarray, cre: np.ndarray) -> int:
-    """Walk rows sorted by (target, time); for each row, the later rows of its target within
-    ``w``. With ``fill``, writes each distinct (account pair, target) once into ``key``
-    (a * n_acc + b, a < b) and ``cre``; returns how many there are (an upper bound without)."""
-    n = len(acc)
-    out = 0
-    i = 0
-    while i < n:
-        end = i
-        while end < n and tgt[end] == tgt[i]:
-            end += 1
-        first = out
-        for x in range(i, end):
-            y = x + 1
-            while y < end and ts[y] - ts[x] <= w:
-                if acc[x] != acc[y]:
-                    if fill:
-                        lo, hi = min(acc[x], acc[y]), max(acc[x], acc[y])
-                        key[out] = lo * n_acc + hi
-                        cre[out] = creator[x]
-                    out += 1
-                y += 1
-        if fill and out - first > 1:  # one row per pair and target
-            seg = np.sort(key[first:out])
-            k = first
-            for j in range(len(seg)):
-                if j == 0 or seg[j] != seg[j - 1]:
-                    key[k] = seg[j]
-                    k += 1
-            cre[first:k] = cre[first]
-            out = k
-        i = end
-    return out
-
-
-def _meetings(acc: np.ndarray, tgt: np.ndarray, ts: np.ndarray, creator: np.ndarray, w: int,
-              n_acc: int, min_shared: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, shared targets) for pairs meeting on >= min_shared targets of >= 2 creators."""
-    empty = np.zeros(0, dtype=np.int64)
-    if len(acc) < 2:
-        return empty, empty, empty
-    bound = _pair_rows(acc, tgt, ts, creator, w, n_acc, False, empty, empty)
-    key = np.empty(bound, dtype=np.int64)
-    cre = np.empty(bound, dtype=np.int64)
-    m = _pair_rows(acc, tgt, ts, creator, w, n_acc, True, key, cre)
-    key, cre = key[:m], cre[:m]
-    ranked = np.sort(key)
-    starts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))
-    counts = np.diff(np.append(starts, len(ranked)))
-    candidates = ranked[starts[counts >= min_shared]]
-    if len(candidates) == 0:
-        return empty, empty, empty
-    # Only the candidates' rows are ordered to check that they span two creators.
-    hit = viewindex.lookup(candidates, key) >= 0
-    k, c = key[hit], cre[hit]
-    order = np.lexsort((c, k))
-    k, c = k[order], c[order]
-    first = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
-    lo = np.minimum.reduceat(np.where(c < 0, np.iinfo(np.int64).max, c), first)
-    hi = np.maximum.reduceat(c, first)
-    shared = np.diff(np.append(first, len(k)))
-    ok = (hi >= 0) & (lo != hi)
-    pair = k[first][ok]
-    return pair // n_acc, pair % n_acc, shared[ok]
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -294,8 +225,8 @@ class LockstepDetector(Detector):
         rows, tgt, t = rows[small], tgt[small], t[small]
         order = np.lexsort((t, tgt))
         creator = feats.key_codes("creator_id")[rows][order]
-        return _meetings(acc[rows][order], tgt[order], t[order], creator, w,
-                         feats.n_accounts, self.min_shared)
+        return feats.engine.pair_meetings(acc[rows][order], tgt[order], t[order], creator, w,
+                                          feats.n_accounts, self.min_shared)
 
     def _describe(self, feats: Features, rows: np.ndarray, n_pairs: int) -> Group:
         """A group's evidence from its engagements (``rows``): the targets that at least

@@ -1,5 +1,5 @@
-"""``engine.Engine`` on Spark: the keyed aggregates in Spark SQL, the window kernel per bucket
-of targets with ``applyInArrow``.
+"""``engine.Engine`` on Spark: the keyed aggregates in Spark SQL, lockstep's window kernels per
+bucket of targets with ``applyInArrow`` (its pair counts then a Spark group-by).
 
 The SQL is the embedded engine's, in Spark's dialect, grouped by key: Spark returns one row per
 account, target or (video, hour), and the driver spreads them over the engagements by integer
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from likelens.arrays import action_mask
 from likelens.errors import EngineError
-from likelens.meetings import meetings
+from likelens.meetings import meetings, pair_rows
 from likelens.spark.ingest import staging_dir
 from likelens.viewindex import lookup
 
@@ -152,6 +152,53 @@ class SparkEngine:
                .applyInArrow(_meeter(int(window_ms)), "pos long, met long").toArrow())
         out[met["pos"].to_numpy()] = met["met"].to_numpy()
         return out
+
+
+    def pair_meetings(self, acc: np.ndarray, target: np.ndarray, ts: np.ndarray,
+                      creator: np.ndarray, window_ms: int, n_acc: int, min_shared: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As ``DuckDBEngine.pair_meetings``: each bucket of targets finds its (pair, target)
+        rows on an executor with the embedded engine's kernel (``pair_rows``), and a Spark
+        group-by counts each pair's targets and creators over all buckets; only the pairs
+        meeting on ``min_shared`` targets of two creators come back to the driver."""
+        from pyspark.sql import functions as F
+
+        empty = np.zeros(0, dtype=np.int64)
+        if len(acc) < 2:
+            return empty, empty, empty
+        target = np.asarray(target, dtype=np.int64)
+        rows = self._ship(pa.table({
+            "acc": np.asarray(acc, dtype=np.int64), "target": target,
+            "ts": np.asarray(ts, dtype=np.int64), "creator": np.asarray(creator, dtype=np.int64),
+            "bucket": target % self.partitions}))
+        found = (rows.groupBy("bucket")
+                 .applyInArrow(_pairer(int(window_ms), int(n_acc)), "key long, cre long")
+                 .groupBy("key")
+                 .agg(F.count("*").alias("shared"),
+                      F.min(F.when(F.col("cre") >= 0, F.col("cre"))).alias("lo"),
+                      F.max("cre").alias("hi"))
+                 .where((F.col("shared") >= int(min_shared)) & (F.col("hi") >= 0)
+                        & (F.col("lo") != F.col("hi")))
+                 .select("key", "shared").toArrow())
+        key = found["key"].to_numpy().astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        return (key // n_acc, key % n_acc,
+                found["shared"].to_numpy().astype(np.int64)[order])
+
+
+def _pairer(window_ms: int, n_acc: int) -> Callable[[pa.Table], pa.Table]:
+    """The executor's side of ``pair_meetings``: one bucket of targets in, sorted by (target,
+    time) here (a shuffle keeps no order), its (pair, target) rows out."""
+
+    def pairs(table: pa.Table) -> pa.Table:
+        tgt, ts = table["target"].to_numpy(), table["ts"].to_numpy()
+        order = np.lexsort((ts, tgt))
+        key, cre = pair_rows(table["acc"].to_numpy()[order], tgt[order], ts[order],
+                             table["creator"].to_numpy()[order], window_ms, n_acc)
+        return pa.table({"key": pa.array(key, pa.int64()), "cre": pa.array(cre, pa.int64())})
+
+    return pairs
 
 
 def _meeter(window_ms: int) -> Callable[[pa.Table], pa.Table]:
