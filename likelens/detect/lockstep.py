@@ -2,15 +2,17 @@
 
 CopyCatch's observation: a seller's accounts deliver order after order together, so pairs of
 them meet on many targets within minutes of each other. Pairs are found by one compiled walk
-over the engagements sorted by (target, time): each row meets the later rows of its target
-within the window, which is linear in the engagements times the pairs per window, never
-quadratic in time. Fans who like one creator's new videos
-right after each publish meet on several targets too, but all of one creator: a pair counts only
-when its shared targets span at least two creators. Followers of several creators meet on each
-of their pushes, so engagements in a new video's push window (``features.pushed``) do not count
-either. Friends who open a link one of them shared
-arrive together as well, but from inside their feed sessions: an engagement that follows someone
-else's share of the video and sits in a session is a referral and does not count as lockstep.
+over the engagements sorted by (target, time) (``meetings.pair_rows``, run by the engine: per
+bucket of targets on Spark): each row meets the later rows of its target within the window,
+which is linear in the engagements times the pairs per window, never quadratic in time.
+
+Fans who like one creator's new videos right after each publish meet on several targets too,
+but all of one creator: a pair counts only when its shared targets span at least two creators.
+Followers of several creators meet on each of their pushes, so engagements in a new video's
+push window (``features.pushed``) do not count either. Friends who open a link one of them
+shared arrive together as well, but from inside their feed sessions: an engagement that follows
+someone else's share of the video and sits in a session is a referral and does not count as
+lockstep.
 
 A window in which one target collects more than ``max_cell`` engagements (a viral moment, or
 a large order delivered at once) says little about any one pair in it and would cost a
