@@ -114,6 +114,11 @@ def median_run(runs: list[dict]) -> dict:
 STAGES = ("spark start", "ingest", "features", "detect", "fusion", "scores")
 
 
+def _duration(seconds: float) -> str:
+    """Seconds under two minutes, minutes after."""
+    return f"{seconds:,.0f} s" if seconds < 120 else f"{seconds / 60:,.0f} min"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,7 +213,7 @@ def projection(rows: list[dict], day: float = 1e10, cores: int = 400) -> list[st
         f"- **Ingest** ran at {per_core:,.0f} events/s per core (reading, coercion, keyed "
         f"hashing and quarantine in the tasks, with Spark's overhead). A day of {day:,.0f} "
         f"events is about {partitions:,} tasks of 2M rows (no shuffle: pieces are staged as "
-        f"files); on {cores} cores, **{ingest_s / 60:,.0f} min**. It scales with cores: "
+        f"files); on {cores} cores, **{_duration(ingest_s)}**. It scales with cores: "
         "tasks are independent.",
         f"- **Aggregates**: engagements are {share:.1%} of events here, so about "
         f"{eng_day / 1e9:,.2f}B engagements a day; the narrow tables the detectors' "
@@ -218,10 +223,11 @@ def projection(rows: list[dict], day: float = 1e10, cores: int = 400) -> list[st
         f"- **The driver** peaked at {best['peak_gib']['driver']:.2f} GiB here "
         f"({driver_b:,.0f} bytes per event; the embedded engine's whole process: "
         f"{emb['peak_gib']['total']:.2f} GiB), because the canonical log, the features, "
-        "the graph detectors and fusion run there (after ingest, the driver also assembles "
-        "the pieces: one pass over the log). A day of "
+        "dense peeling, lockstep's groups and fusion run there (after ingest, the driver "
+        "also assembles the pieces: one pass over the log). A day of "
         f"{day:,.0f} events would need about **{driver_tb:,.1f} TB** on one driver, and "
-        f"the driver's stages (features, detect, fusion, scores: {serial:.0f} s here) "
+        f"the driver's stages (features, detect, fusion, scores: {serial:.0f} s here; "
+        "detect includes lockstep's pair walks on the executors, counted here as if serial) "
         f"would take about {serial_h:,.0f} h: **this is the stage that limits it**, in "
         "memory and in time. A 1 TiB driver holds about "
         f"{fits / 1e9:,.1f}B events. Until features and the graph kernels move to the "
