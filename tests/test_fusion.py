@@ -165,3 +165,22 @@ def test_a_block_is_account_evidence_for_the_owner_floor() -> None:
     rows, at_least = organic_floor(cols, collective_fires(cols, None), accounts, task)
     assert rows.tolist() == [0]
     assert at_least.tolist() == [1.0]
+
+
+def test_a_lockstep_group_alone_does_not_open_the_gate() -> None:
+    # A crew's likes where its accounts met each other (lockstep_met) and, from the same
+    # accounts, likes where nobody of the crew was near (a crowd worker's own pushes, opened
+    # alone): the group is evidence about the account, not about those likes.
+    rng = np.random.default_rng(3)
+    n_org, n_met, n_alone = 10_000, 500, 200
+    n = n_org + n_met + n_alone
+    watch = np.concatenate([rng.uniform(0.2, 1.0, n_org), rng.uniform(0.0, 0.1, n_met + n_alone)])
+    group = np.zeros(n)
+    group[n_org:] = 1.0
+    met = np.zeros(n)
+    met[n_org:n_org + n_met] = 1.5
+    cols = {"watch_frac": watch, "lockstep_met": met, "lockstep_group": group}
+    _, fusion = fit_fusion(cols, {"lockstep": group}, np.array(["like"] * n), target_fpr=0.01)
+    assert fusion.flagged[n_org:n_org + n_met].all()
+    assert not fusion.flagged[n_org + n_met:].any()
+    assert np.all(fusion.probability[n_org + n_met:] == 0.0)
