@@ -15,7 +15,9 @@ at that moment:
 - infra: accounts per device against the model's learned sharing rate, and accounts from one
   address or range on one target against the chance the running counts give;
 - groups and blocks the model found: an account in a lockstep group, an engagement on a dense
-  block's targets by one of its accounts.
+  block's targets by one of its accounts. A group weighs but flags nothing alone
+  (``fusion.NOT_ALONE``), as in the batch, and whether the account met its partners on this
+  target (``lockstep_met``) is left silent: the batch scan's revision finds it.
 
 Evidence that needs the future (the day's cadence, co-liking pairs that are not yet a group) is
 left silent; the batch scan that follows finds it and the service revises its earlier decisions
