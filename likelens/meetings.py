@@ -3,9 +3,9 @@ Spark engine per bucket of targets (a target's rows never span buckets, so the b
 answers are the whole log's).
 
 - ``pair_rows``: each distinct (account pair, target) whose accounts engaged the target within
-  a window of each other; ``shared_pairs`` counts a pair's targets over every bucket's rows
-  and keeps the pairs meeting on enough targets of two creators or more (``pair_meetings``
-  is both, on one machine).
+  a window of each other; ``shared_pairs`` counts a pair's targets and keeps the pairs meeting
+  on enough targets of two creators or more (``pair_meetings`` is both, on one machine; the
+  Spark engine runs ``pair_rows`` per bucket and does that count as a group-by).
 - ``meetings``: a group's meetings on a target: for each engagement of an account in a
   lockstep group, how many other accounts of its group engaged the same target within a
   window of it.

@@ -149,8 +149,9 @@ class LockstepDetector(Detector):
         ``min_shared_`` targets or more, in components of ``min_group`` accounts or more; and
         each group's number of such pairs. Also learns ``chance_share_``: the shifted null's
         pairs at the threshold over the real ones (how many of the pairs chance explains)."""
-        real = self._pairs(feats, w, shift=False)
-        null = self._pairs(feats, w, shift=True)
+        counted = self._counted(feats)
+        real = self._pairs(feats, w, counted, shift=False)
+        null = self._pairs(feats, w, counted, shift=True)
         self.min_shared_, self.chance_share_ = self._choose_min_shared(
             _histogram(real[2]), _histogram(null[2]))
         keep = real[2] >= self.min_shared_
@@ -188,10 +189,23 @@ class LockstepDetector(Detector):
                 return k, min(max(n_null, 1) / max(n_real, 1), 1.0)
         return top + 1, 1.0
 
-    def _pairs(self, feats: Features, w: int, *, shift: bool
+    def _counted(self, feats: Features) -> np.ndarray:
+        """The engagements that can make pairs (rows, ascending): neither a referral nor in a
+        new video's push window (module docstring). The same for the log and its null."""
+        e = feats.engagements
+        referral = (e["after_share"].to_numpy(zero_copy_only=False).astype(bool)
+                    & (e["session_views"].to_numpy(zero_copy_only=False) > 0))
+        # Followers opening a new video's push meet every other follower of the creators they
+        # share, right after each publish (``features.pushed``); the shifted null moves them
+        # off the publish and cannot explain it. On zoo worlds 1075 and 1119 such push crowds
+        # formed lockstep groups: 0.5 % of the organic likes flagged.
+        return np.flatnonzero(~referral & ~pushed(feats, self.push_window_s * 1000))
+
+    def _pairs(self, feats: Features, w: int, rows: np.ndarray, *, shift: bool
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Account pairs (a < b) meeting on ``min_shared`` or more targets of two or more
-        creators within ``w`` ms: (a, b, shared targets).
+        creators within ``w`` ms, among the engagements ``rows`` (``_counted``): (a, b,
+        shared targets).
 
         With ``shift`` each account's whole timeline first moves by its own offset of up to
         ``shift_s``, drawn from what the account did (not its name), so that renaming accounts
@@ -206,13 +220,6 @@ class LockstepDetector(Detector):
             key = (_mix(first) ^ _mix(count) ^ _mix(ts_sum.astype(np.uint64))).astype(np.int64)
             h = _mix(key + self.seed)
             ts = ts + (h % np.uint64(2 * s + 1)).astype(np.int64)[acc] - s
-        referral = (e["after_share"].to_numpy(zero_copy_only=False).astype(bool)
-                    & (e["session_views"].to_numpy(zero_copy_only=False) > 0))
-        # Followers opening a new video's push meet every other follower of the creators they
-        # share, right after each publish (``features.pushed``); the shifted null moves them
-        # off the publish and cannot explain it. On zoo worlds 1075 and 1119 such push crowds
-        # formed lockstep groups: 0.5 % of the organic likes flagged.
-        rows = np.flatnonzero(~referral & ~pushed(feats, self.push_window_s * 1000))
         if len(rows) < 2:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
