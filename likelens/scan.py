@@ -31,6 +31,7 @@ from likelens.fusion import (
     apply_fusion,
     collective_fires,
     corroborate_structures,
+    explain_away,
     fit_fusion,
     organic_floor,
 )
@@ -231,7 +232,8 @@ def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bo
                     ) -> tuple[dict[str, np.ndarray], np.ndarray,
                                tuple[np.ndarray, np.ndarray] | None]:
     """Every detector's evidence columns with block evidence only where the account is
-    corroborated (``corroborate_structures``), the engagements account-level evidence applies to
+    corroborated (``corroborate_structures``), pile members explained away by the members with
+    evidence of their own (``explain_away``), the engagements account-level evidence applies to
     (``account_context``), and when fitting (``floor``) the estimate's ``organic_floor``."""
     columns: dict[str, np.ndarray] = {}
     for s in signals.values():
@@ -250,6 +252,10 @@ def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bo
                                  if c in columns}}
     accounts = feats.account_codes  # a property that reads the column out of Arrow each time
     columns, fires = corroborate_structures(columns, accounts, collective_fires(columns, context))
+    if "burst" in signals:
+        columns = explain_away(columns, fires, feats.target_codes,
+                               feats.engagements["ts"].to_numpy(),
+                               int(signals["burst"].params["near_s"]) * 1000)
     return (columns, context,
             organic_floor(columns, fires, accounts, task) if floor else None)
 

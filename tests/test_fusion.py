@@ -8,6 +8,7 @@ from likelens.detect.burst import bought_share
 from likelens.fusion import (
     collective_fires,
     corroborate_structures,
+    explain_away,
     fit_fusion,
     organic_floor,
     poisson_upper,
@@ -184,3 +185,48 @@ def test_a_lockstep_group_alone_does_not_open_the_gate() -> None:
     assert fusion.flagged[n_org:n_org + n_met].all()
     assert not fusion.flagged[n_org + n_met:].any()
     assert np.all(fusion.probability[n_org + n_met:] == 0.0)
+
+
+def _pile(vouched: int, alone: int, share: float, *, target: int = 0, t0: int = 0
+          ) -> dict[str, np.ndarray]:
+    """A task pile on one target within a minute: ``vouched`` members that also converge on
+    infrastructure, then ``alone`` members with the pile as their only evidence."""
+    n = vouched + alone
+    return {"burst_task_surprise": np.full(n, 5.0), "burst_excess": np.full(n, share),
+            "burst_excess_low": np.full(n, share - 0.1),
+            "net_surprise": np.r_[np.full(vouched, 3.0), np.zeros(alone)],
+            "target": np.full(n, target), "ts": t0 + np.arange(n) * 1000}
+
+
+def _explain(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    cols = {c: v for c, v in p.items() if c not in ("target", "ts")}
+    return explain_away(cols, collective_fires(cols, None), p["target"], p["ts"], 1_800_000)
+
+
+def test_members_with_evidence_of_their_own_explain_a_pile_away() -> None:
+    # 90 bots and 10 people who opened the video alone; the pile's share (0.83) is no more
+    # than the bots: the 10 are its organic rest, and their pile share goes.
+    out = _explain(_pile(vouched=90, alone=10, share=0.83))
+    assert out["burst_excess"][90:].tolist() == [0.0] * 10
+    assert out["burst_excess_low"][90:].tolist() == [0.0] * 10
+    # The bots keep theirs: they are not explained away, they are what explains.
+    assert np.allclose(out["burst_excess"][:90], 0.83)
+
+
+def test_a_share_covered_in_part_leaves_the_pile_as_it_was() -> None:
+    # 30 of 100 vouched for, share 0.95: the other 70 are still needed for the bought share.
+    out = _explain(_pile(vouched=30, alone=70, share=0.95))
+    assert np.allclose(out["burst_excess"], 0.95)
+    assert np.allclose(out["burst_excess_low"], 0.85)
+
+
+def test_only_members_of_the_same_target_and_half_hour_vouch() -> None:
+    # The bots piled on another target, or on the same one hours earlier: nothing explains
+    # the ten.
+    bots = _pile(vouched=90, alone=0, share=0.83, target=1, t0=3 * 3_600_000)
+    late = _pile(vouched=90, alone=0, share=0.83, t0=0)
+    people = _pile(vouched=0, alone=10, share=0.83, t0=3 * 3_600_000)
+    for other in (bots, late):
+        joined = {c: np.r_[other[c], people[c]] for c in people}
+        out = _explain(joined)
+        assert np.allclose(out["burst_excess"][90:], 0.83)
