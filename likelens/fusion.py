@@ -206,12 +206,14 @@ PILES = ("burst_task_surprise", "burst_session_surprise")
 
 
 def explain_away(columns: Mapping[str, np.ndarray], fires: Mapping[str, np.ndarray],
-                 target: np.ndarray, ts: np.ndarray, near_ms: int) -> dict[str, np.ndarray]:
-    """``columns`` with the pile share (``burst_excess``, ``burst_excess_low``) of a task
-    pile's members that have no other collective evidence set to zero where the members with
-    evidence of their own (converging infrastructure, a block, lockstep) cover the pile's
-    whole bought share: within ``near_ms`` of the member on its target, at least the pile's
-    share times its members. ``fires`` as ``corroborate_structures`` left them.
+                 accounts: np.ndarray, target: np.ndarray, ts: np.ndarray, near_ms: int
+                 ) -> dict[str, np.ndarray]:
+    """``columns`` with the pile share (``burst_excess``, ``burst_excess_low``) set to zero
+    for a task pile's members whose accounts show no other collective evidence anywhere,
+    where the members with evidence of their own (converging infrastructure, a block,
+    lockstep) cover the pile's whole bought share: within ``near_ms`` of the member on its
+    target, at least the pile's share times its members. ``fires`` as
+    ``corroborate_structures`` left them; ``accounts`` the account code per row.
 
     A pile's share says how much of it its organic explanation leaves over, not which members
     are the rest. When a bot network delivers an order onto a video that a group chat or a
@@ -223,6 +225,8 @@ def explain_away(columns: Mapping[str, np.ndarray], fires: Mapping[str, np.ndarr
     is explained away: a share the others cover in part leaves the rest of the pile as it
     was, since the pile's share is cautious (a warm crowd's conversion) and charging its
     organic rest to fewer members cut crowd recall by up to 0.05 in a world (1058, 1119).
+    A member whose account shows other evidence elsewhere (a farm account whose evidence
+    does not reach this engagement) is not among the organic rest either.
     """
     member = fires.get("burst_task_surprise")
     if member is None or "burst_excess" not in columns:
@@ -231,8 +235,10 @@ def explain_away(columns: Mapping[str, np.ndarray], fires: Mapping[str, np.ndarr
     for c, f in fires.items():
         if c not in PILES:
             other |= f
+    accounts = np.asarray(accounts, dtype=np.int64)
+    seen = np.bincount(accounts[other], minlength=int(accounts.max(initial=-1)) + 1) > 0
     other &= member
-    rows = np.flatnonzero(member & ~other)
+    rows = np.flatnonzero(member & ~other & ~seen[accounts])
     if len(rows) == 0 or not other.any():
         return dict(columns)
     target = np.asarray(target, dtype=np.int64)

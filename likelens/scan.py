@@ -253,7 +253,7 @@ def _fusion_columns(feats: Features, signals: Mapping[str, Signal], *, floor: bo
     accounts = feats.account_codes  # a property that reads the column out of Arrow each time
     columns, fires = corroborate_structures(columns, accounts, collective_fires(columns, context))
     if "burst" in signals:
-        columns = explain_away(columns, fires, feats.target_codes,
+        columns = explain_away(columns, fires, accounts, feats.target_codes,
                                feats.engagements["ts"].to_numpy(),
                                int(signals["burst"].params["near_s"]) * 1000)
     return (columns, context,

@@ -200,7 +200,8 @@ def _pile(vouched: int, alone: int, share: float, *, target: int = 0, t0: int = 
 
 def _explain(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     cols = {c: v for c, v in p.items() if c not in ("target", "ts")}
-    return explain_away(cols, collective_fires(cols, None), p["target"], p["ts"], 1_800_000)
+    return explain_away(cols, collective_fires(cols, None), np.arange(len(p["ts"])), p["target"],
+                        p["ts"], 1_800_000)
 
 
 def test_members_with_evidence_of_their_own_explain_a_pile_away() -> None:
@@ -230,3 +231,17 @@ def test_only_members_of_the_same_target_and_half_hour_vouch() -> None:
         joined = {c: np.r_[other[c], people[c]] for c in people}
         out = _explain(joined)
         assert np.allclose(out["burst_excess"][90:], 0.83)
+
+
+def test_a_member_whose_account_shows_evidence_elsewhere_is_not_explained_away() -> None:
+    # The ten pile-only members are farm accounts whose infrastructure converged on another
+    # engagement of theirs (rows 100-109, outside the pile's half hour).
+    p = _pile(vouched=90, alone=10, share=0.83)
+    cols = {c: v for c, v in p.items() if c not in ("target", "ts")}
+    cols = {c: np.r_[v, np.zeros(10)] for c, v in cols.items()}
+    cols["net_surprise"][100:] = 3.0
+    accounts = np.r_[np.arange(100), np.arange(90, 100)]
+    out = explain_away(cols, collective_fires(cols, None), accounts,
+                       np.r_[p["target"], np.full(10, 7)], np.r_[p["ts"], np.full(10, 10**9)],
+                       1_800_000)
+    assert np.allclose(out["burst_excess"][90:100], 0.83)
