@@ -19,8 +19,10 @@ at that moment:
   (``fusion.NOT_ALONE``), as in the batch, and whether the account met its partners on this
   target (``lockstep_met``) is left silent: the batch scan's revision finds it.
 
-Evidence that needs the future (the day's cadence, co-liking pairs that are not yet a group) is
-left silent; the batch scan that follows finds it and the service revises its earlier decisions
+Evidence that needs the future (the day's cadence, co-liking pairs that are not yet a group, a
+pile's members explained away by the members around them with evidence of their own, which
+needs the pile's whole half hour: ``fusion.explain_away``) is left silent or unapplied; the
+batch scan that follows finds it and the service revises its earlier decisions
 (``ServiceStore.revise``). One piece of the future comes within minutes: the batch calls an
 engagement isolated when no view of the account falls within a session of it on either side,
 the service can only see the side before. Someone opening the app from a push, liking the first
