@@ -351,3 +351,33 @@ def test_burst_cautious_share_assumes_a_warmer_crowd_than_detection(world) -> No
     # A fitted model applies the same ceilings: the same columns come back.
     again = next(s for s in REGISTRY if s.name == "burst").create().apply(feats, burst.state_)
     assert np.array_equal(again.columns["burst_excess_low"], cols["burst_excess_low"])
+
+
+def test_an_address_carrying_half_the_feed_does_not_converge_on_a_bought_heavy_day() -> None:
+    """A carrier NAT address behind half of the organic users, on a day when bots make two
+    engagements in three: against the whole log's volume its users converge on every popular
+    video; against its share of the feed (in-session engagement) they do not. The bots'
+    ranges, whose engagements are task-shaped, still converge on their targets."""
+    from likelens.detect.base import poisson_surprise
+    from likelens.detect.infra import _convergence
+
+    rng = np.random.default_rng(3)
+    # Organic: 1,000 feed engagements by 1,000 accounts on 10 videos (target 0 the most
+    # popular), half of them from address 0, the rest from 500 addresses of their own.
+    org_tgt = np.r_[np.zeros(100, dtype=np.int64), rng.integers(1, 10, 900)]
+    org_key = np.r_[np.zeros(50, dtype=np.int64), 1 + np.arange(50),
+                    np.where(rng.random(900) < 0.5, 0, 51 + np.arange(900))]
+    # Bought: 2,000 task-shaped likes by 2,000 bot accounts, 100 per target, from ten
+    # datacenter ranges serving two targets each.
+    bot_tgt = 10 + np.repeat(np.arange(20), 100)
+    key = np.r_[org_key, 2000 + (bot_tgt - 10) // 2]
+    tgt = np.r_[org_tgt, bot_tgt]
+    acc = np.arange(len(key))
+    feed = np.r_[np.ones(1000, dtype=bool), np.zeros(2000, dtype=bool)]
+    n = len(key)
+    whole = poisson_surprise(*_convergence(key, tgt, acc), tests=n)
+    shared = poisson_surprise(*_convergence(key, tgt, acc, feed), tests=n)
+    nat_on_top = (key == 0) & (tgt == 0)
+    assert whole[nat_on_top].min() > 0  # what flagged a carrier's users in small zoo worlds
+    assert shared[nat_on_top].max() == 0
+    assert shared[1000:].min() > 0

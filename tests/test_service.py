@@ -553,8 +553,9 @@ def test_online_state_forgets_what_is_older_than_its_window(day) -> None:
     assert stats["accounts"] == n and stats["devices"] == n
     assert all(u not in scorer.accounts for u in ("0", "1", str(n - 1)))
     assert len(scorer.key_counts) == 330  # only the addresses and ranges of the last window
-    # The convergence null's total follows the counts it is compared with.
-    assert scorer.n_engagements == sum(c for c, _ in scorer.target_counts.values())
+    # The convergence null's totals follow the counts they are compared with.
+    assert scorer.n_engagements == sum(c[0] for c in scorer.target_counts.values())
+    assert scorer.n_feed == sum(c[2] for c in scorer.target_counts.values())
 
 
 def test_a_started_and_stopped_service_leaves_forks_safe(tmp_path, day) -> None:

@@ -155,15 +155,18 @@ class OnlineScorer:
         # A device's accounts: the one account's id while it has one (most phones), a set
         # once it has more.
         self.devices: dict[str, str | set[str]] = {}
-        self.key_counts: dict[str, list[int]] = {}  # key -> [engagements, last ts]
+        # key -> [engagements, last ts, engagements inside a feed session]
+        self.key_counts: dict[str, list[int]] = {}
         # (address or range, target) -> [last ts, first account, the others or None]; keyed
         # by the tuple's hash (a collision among millions of 64-bit hashes is negligible and
         # would only merge two counts).
         self.key_target: dict[int, list[Any]] = {}
-        self.target_counts: dict[Any, list[int]] = {}  # target -> [engagements, last ts]
+        # target -> [engagements, last ts, engagements inside a feed session]
+        self.target_counts: dict[Any, list[int]] = {}
         self.task_piles: dict[Any, _Window] = {}
         self.iso_views: dict[Any, _Window] = {}
         self.n_engagements = 0
+        self.n_feed = 0  # engagements inside a feed session (infra's null, as in the batch)
         self.clock = 0
         self._pruned_at = 0
         # Flagged isolated engagements per account, held for a session (``_revisit``).
@@ -285,12 +288,15 @@ class OnlineScorer:
             acc.n_frac += 1
             acc.n_low += frac < self.low_watch
         self.n_engagements += 1
+        feed = not task
+        self.n_feed += feed
         target: Any = ("follow", cols["creator_id"][i]) if action == "follow" else (action, video)
         tc = self.target_counts.get(target)
         if tc is None:
-            tc = self.target_counts[target] = [0, ts]
+            tc = self.target_counts[target] = [0, ts, 0]
         tc[0] += 1
         tc[1] = ts
+        tc[2] += feed
         # Accounts per device, and accounts from one address or range on this target.
         dev = cols["device_hash"][i]
         dev_k = 0
@@ -315,9 +321,10 @@ class OnlineScorer:
             kk = name + key
             kc = self.key_counts.get(kk)
             if kc is None:
-                kc = self.key_counts[kk] = [0, ts]
+                kc = self.key_counts[kk] = [0, ts, 0]
             kc[0] += 1
             kc[1] = ts
+            kc[2] += feed
             n_k = kc[0]
             slot = hash((kk, target))
             entry = self.key_target.get(slot)
@@ -330,7 +337,11 @@ class OnlineScorer:
                 else:
                     entry[2].add(user)
             raw[f"{name}_obs"].append(float(len(entry[2]) if entry[2] else 0))
-            raw[f"{name}_lam"].append((n_k - 1) * (tc[0] - 1) / self.n_engagements)
+            # At least the key's share of the feed times the target's engagements, as in the
+            # batch (``infra._convergence``): bought volume comes from other keys.
+            raw[f"{name}_lam"].append((tc[0] - 1) * max(
+                (n_k - 1) / self.n_engagements,
+                max(kc[2] - 1, 0) / self.n_feed if self.n_feed else 0.0))
         # The target's pile of task-shaped engagements the account's own watch does not
         # explain, against the video's isolated views in the same span.
         through = (not math.isnan(frac)) and frac >= self.full_watch and \
@@ -522,8 +533,9 @@ class OnlineScorer:
         self.key_target = {k: v for k, v in self.key_target.items() if v[0] >= old}
         self.key_counts = {k: v for k, v in self.key_counts.items() if v[1] >= old}
         self.target_counts = {k: v for k, v in self.target_counts.items() if v[1] >= old}
-        # The chance of convergence is counts over all engagements: age the total with them.
+        # The chance of convergence is counts over all engagements: age the totals with them.
         self.n_engagements = max(sum(v[0] for v in self.target_counts.values()), 1)
+        self.n_feed = sum(v[2] for v in self.target_counts.values())
         live = self.accounts
         self.devices = {d: s for d, s in self.devices.items()
                         if (s in live if isinstance(s, str) else any(u in live for u in s))}
