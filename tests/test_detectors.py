@@ -381,3 +381,27 @@ def test_an_address_carrying_half_the_feed_does_not_converge_on_a_bought_heavy_d
     assert whole[nat_on_top].min() > 0  # what flagged a carrier's users in small zoo worlds
     assert shared[nat_on_top].max() == 0
     assert shared[1000:].min() > 0
+
+
+def test_a_carrier_on_most_popular_videos_is_measured_by_its_typical_ratio() -> None:
+    """Genomic control: an address on every popular video, liking each 1.3 times as often as
+    the whole log's volume predicts (bought volume from other keys dilutes its share), is a
+    slice of the audience, not a crew; a crew on two of the videos still converges."""
+    from likelens.detect.base import poisson_surprise
+    from likelens.detect.infra import _convergence
+
+    rng = np.random.default_rng(5)
+    n_vid, per_vid = 40, 2000
+    tgt = np.repeat(np.arange(n_vid), per_vid)
+    # Address 0 holds 26 % of each video's likes; the rest come from addresses of one or two.
+    key = np.where(rng.random(len(tgt)) < 0.26, 0, 10 + rng.integers(0, 40_000, len(tgt)))
+    # A crew: 60 accounts of address 1 on videos 0 and 1.
+    crew_tgt = np.repeat([0, 1], 60)
+    # Bought volume elsewhere (other keys, other targets) makes address 0 a fifth of the log.
+    bought_tgt = n_vid + np.repeat(np.arange(10), 2600)
+    key = np.r_[key, np.ones(120, dtype=np.int64), 50_000 + np.repeat(np.arange(10), 2600)]
+    tgt = np.r_[tgt, crew_tgt, bought_tgt]
+    acc = np.arange(len(key))
+    s = poisson_surprise(*_convergence(key, tgt, acc), tests=len(key))
+    assert s[key == 0].max() == 0
+    assert s[key == 1].min() > 0
