@@ -743,14 +743,26 @@ def _tau(terms: np.ndarray, w0: np.ndarray) -> float:
     return float(max(1.0, var(terms.sum(axis=0)) / max(float(var(terms).sum()), 1e-12)))
 
 
+# A probability at which an engagement is flagged whatever the FPR target: the pile's null
+# decides its top bin at exactly this (``_sole_evidence_cap``). Where bought engagement
+# outweighs the organic day, the organic mass the floors put under the surest patterns (rented
+# accounts' owners) used up the whole target, and the threshold climbed past every pattern
+# below 0.9999997: in zoo worlds with 40 % of likes bought, crowd recall fell to 0.00-0.14 in
+# five of eight and one farm's to 0.35.
+SURE = EXCESS_EDGES[-1]
+
+
 def _threshold(p: np.ndarray, weight: np.ndarray, target_fpr: float,
                organic: np.ndarray | None = None) -> tuple[float, float]:
-    """Lowest threshold whose estimated organic false-positive rate stays within the target.
+    """Lowest threshold whose estimated organic false-positive rate stays within the target,
+    and at most ``SURE``; with the rate at that threshold.
 
     ``p`` and ``weight`` are per pattern, so engagements with the same evidence are flagged
     together or not at all. ``organic`` is the organic mass each pattern would add to the
     flagged side (its rows' floored organic shares; by default its weight times 1 - p); the
-    rate's denominator is the mixture's organic mass of the whole log.
+    rate's denominator is the mixture's organic mass of the whole log. The rate counts every
+    pattern the threshold flags, those tied with it included (it used to stop at the last tied
+    pattern within the target, and the rest of the tie, flagged too, went uncounted).
     """
     if len(p) == 0:
         return 1.0, 0.0
@@ -758,11 +770,14 @@ def _threshold(p: np.ndarray, weight: np.ndarray, target_fpr: float,
     mass = (1 - p) * weight if organic is None else organic
     organic_mass = np.cumsum(mass[order])
     fpr = organic_mass / max(float(((1 - p) * weight).sum()), 1e-12)
-    ok = np.flatnonzero((fpr <= target_fpr) & (p[order] > 0.5))  # more likely bought than not
-    if len(ok) == 0:
+    ps = p[order]
+    ok = ((fpr <= target_fpr) & (ps > 0.5)) | (ps >= SURE)  # more likely bought than not
+    at = np.flatnonzero(ok)
+    if len(at) == 0:
         return 1.0 + 1e-9, 0.0
-    k = ok[-1]
-    return float(p[order][k]), float(fpr[k])
+    threshold = float(ps[at[-1]])
+    k = int(np.searchsorted(-ps, -threshold, side="right")) - 1  # the tie's last pattern
+    return threshold, float(fpr[k])
 
 
 def poisson_upper(mean: float, z: float = 1.645) -> float:

@@ -245,3 +245,24 @@ def test_a_member_whose_account_shows_evidence_elsewhere_is_not_explained_away()
                        np.r_[p["target"], np.full(10, 7)], np.r_[p["ts"], np.full(10, 10**9)],
                        1_800_000)
     assert np.allclose(out["burst_excess"][90:100], 0.83)
+
+
+def test_sure_patterns_are_flagged_whatever_the_target_and_ties_are_counted() -> None:
+    from likelens.fusion import SURE, _threshold
+
+    # Per pattern: probability, rows, organic mass if flagged (floors lift the surest: the
+    # owners of rented accounts). The top pattern alone uses up the 0.1 % target.
+    p = np.array([0.9999, SURE + 0.01, 0.9, 0.7])
+    weight = np.array([20_000.0, 500.0, 300.0, 100_000.0])
+    organic = np.array([60.0, 5.0, 30.0, 30_000.0])
+    threshold, est = _threshold(p, weight, 0.001, organic)
+    assert threshold == SURE + 0.01  # not 0.9999: 0.96 is flagged whatever the target
+    denominator = float(((1 - p) * weight).sum())
+    assert est == (60.0 + 5.0) / denominator
+    # Two patterns tied at the threshold are flagged together and both counted.
+    p = np.array([0.9, 0.9, 0.6])
+    weight = np.array([1000.0, 1000.0, 100_000.0])
+    organic = np.array([1.0, 60.0, 40_000.0])
+    threshold, est = _threshold(p, weight, 0.001, organic)
+    assert threshold == 0.9
+    assert est == 61.0 / float(((1 - p) * weight).sum())
