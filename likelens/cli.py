@@ -354,8 +354,11 @@ def bench_quality(scenarios: str | None, seed: int, max_users: int, out_md: Path
               default=Path("bench/robustness.md"), show_default=True)
 @click.option("--work", type=click.Path(path_type=Path), default=Path("bench/work"),
               show_default=True, help="Where the simulated worlds are written.")
+@click.option("--fake-like-share", type=click.FloatRange(0.0, 0.9), default=None,
+              help="Set every world's market to this share of the likes, after drawing the "
+                   "rest (the zoo draws 0.03-0.15): a heavy market, e.g. 0.4.")
 def bench_robustness(worlds: int, first_seed: int, users: int, out_md: Path,
-                     work: Path) -> None:
+                     work: Path, fake_like_share: float | None) -> None:
     """Quality across randomised worlds of the organic look-alike zoo.
 
     Each world (`likelens simulate --scenario zoo --seed N`) draws its own organic crowds,
@@ -377,9 +380,11 @@ def bench_robustness(worlds: int, first_seed: int, users: int, out_md: Path,
     seeds = list(range(first_seed, first_seed + worlds))
     with err.status("bench robustness") as status:
         results = run(seeds, users, work,
-                      progress=lambda s: status.update(f"bench robustness: {s}"))
+                      progress=lambda s: status.update(f"bench robustness: {s}"),
+                      fake_like_share=fake_like_share)
+    market = "" if fake_like_share is None else f" --fake-like-share {fake_like_share:g}"
     header = (f"# Robustness across zoo worlds\n\nProduced by `likelens bench robustness "
-              f"--worlds {worlds} --first-seed {first_seed} --users {users}` (likelens "
+              f"--worlds {worlds} --first-seed {first_seed} --users {users}{market}` (likelens "
               f"{__version__}, Python {platform.python_version()}). Each world draws its own "
               "organic crowds, platform shape and market (likelens/sim/zoo.py); metrics over "
               "likes; organic FPR is the share of organic likes flagged; est. FPR is the "

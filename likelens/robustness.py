@@ -19,6 +19,7 @@ from likelens import sim
 from likelens.evaluate import cause_table, evaluate_tables
 from likelens.ingest import ingest
 from likelens.scan import scan_events
+from likelens.sim import zoo
 
 BENCH_KEY = b"likelens-bench-key-not-secret"
 
@@ -54,12 +55,23 @@ def _shape(cfg: dict) -> str:
     return ", ".join(bits)
 
 
-def run_world(seed: int, users: int, work: Path) -> WorldResult:
-    """Draw zoo world ``seed``, scan it with default settings and score it against truth."""
+def run_world(seed: int, users: int, work: Path, fake_like_share: float | None = None
+              ) -> WorldResult:
+    """Draw zoo world ``seed``, scan it with default settings and score it against truth.
+
+    With ``fake_like_share``, every knob is drawn as usual and then the market's share of the
+    likes is set to it: a heavier (or lighter) market than the zoo's own range, in worlds
+    otherwise the same."""
     t0 = time.perf_counter()
     cfg = sim.load_scenario("zoo", users=users)
+    name = f"zoo-{seed}"
+    if fake_like_share is not None:
+        cfg = zoo.draw(cfg, seed)
+        cfg["market"]["fake_like_share"] = float(fake_like_share)
+        cfg["randomise"] = False
+        name = f"zoo-{seed}-fake{fake_like_share:g}"
     result = sim.simulate(cfg, seed)
-    paths = sim.write(result, work / f"zoo-{seed}")
+    paths = sim.write(result, work / name)
     events = ingest([paths["events"]], key=BENCH_KEY).events
     scan = scan_events(events)
     eng = scan.engagements
@@ -78,12 +90,13 @@ def run_world(seed: int, users: int, work: Path) -> WorldResult:
 
 
 def run(seeds: list[int], users: int, work: Path,
-        progress: Callable[[str], None] | None = None) -> list[WorldResult]:
+        progress: Callable[[str], None] | None = None,
+        fake_like_share: float | None = None) -> list[WorldResult]:
     out = []
     for i, seed in enumerate(seeds):
         if progress:
             progress(f"world {i + 1}/{len(seeds)} (seed {seed})")
-        out.append(run_world(seed, users, work))
+        out.append(run_world(seed, users, work, fake_like_share))
     return out
 
 

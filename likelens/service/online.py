@@ -21,7 +21,8 @@ at that moment:
 
 Evidence that needs the future (the day's cadence, co-liking pairs that are not yet a group, a
 pile's members explained away by the members around them with evidence of their own, which
-needs the pile's whole half hour: ``fusion.explain_away``) is left silent or unapplied; the
+needs the pile's whole half hour: ``fusion.explain_away``; a carrier's typical ratio over the
+popular videos, ``infra._inflation``) is left silent or unapplied; the
 batch scan that follows finds it and the service revises its earlier decisions
 (``ServiceStore.revise``). One piece of the future comes within minutes: the batch calls an
 engagement isolated when no view of the account falls within a session of it on either side,
