@@ -771,7 +771,8 @@ def _threshold(p: np.ndarray, weight: np.ndarray, target_fpr: float,
     organic_mass = np.cumsum(mass[order])
     fpr = organic_mass / max(float(((1 - p) * weight).sum()), 1e-12)
     ps = p[order]
-    ok = ((fpr <= target_fpr) & (ps > 0.5)) | (ps >= SURE)  # more likely bought than not
+    # Within the target and more likely bought than not, or sure.
+    ok = ((fpr <= target_fpr) & (ps > 0.5)) | (ps >= SURE)
     at = np.flatnonzero(ok)
     if len(at) == 0:
         return 1.0 + 1e-9, 0.0

@@ -405,3 +405,20 @@ def test_a_carrier_on_most_popular_videos_is_measured_by_its_typical_ratio() -> 
     s = poisson_surprise(*_convergence(key, tgt, acc), tests=len(key))
     assert s[key == 0].max() == 0
     assert s[key == 1].min() > 0
+
+
+def test_a_farm_on_the_few_popular_videos_of_a_small_log_is_no_population() -> None:
+    """In a log with three popular videos, a farm's range on two of them reaches more than
+    half: it must not be scaled by its own ratio there (``MIN_REACH``)."""
+    from likelens.detect.base import poisson_surprise
+    from likelens.detect.infra import _convergence
+
+    # 900 organic likes on three popular videos, 5,000 on a thousand small ones.
+    rng = np.random.default_rng(9)
+    org_tgt = np.r_[rng.integers(0, 3, 900), 3 + rng.integers(0, 1000, 5000)]
+    org_key = 10 + np.arange(len(org_tgt))
+    farm_tgt = np.repeat([0, 1], 80)
+    key = np.r_[org_key, np.ones(160, dtype=np.int64)]
+    tgt = np.r_[org_tgt, farm_tgt]
+    s = poisson_surprise(*_convergence(key, tgt, np.arange(len(key))), tests=len(key))
+    assert s[key == 1].min() > 0

@@ -67,13 +67,17 @@ def _convergence(key: np.ndarray, tgt: np.ndarray, acc: np.ndarray,
 
 MIN_POPULAR = 20  # engagements that make a target popular enough to measure a key on
 MIN_MEAN = 10.0  # chance counts large enough that the ratio is not Poisson noise
+# Popular targets a key must reach to count as a population: in a log with a handful of
+# popular videos, half of them is what one farm's orders cover.
+MIN_REACH = 10
 
 
 def _inflation(obs: np.ndarray, lam: np.ndarray, k: np.ndarray, t: np.ndarray, n_keys: int,
                n_t: np.ndarray) -> np.ndarray:
     """Per key code, the factor its chance counts are scaled by: for a key on at least half
-    of the popular targets (a carrier's address or range: a population, not a crew), the
-    median over those targets of observed accounts against chance, when at least 1.
+    of the popular targets and ``MIN_REACH`` of them (a carrier's address or range: a
+    population, not a crew), the median over those targets of observed accounts against
+    chance, when at least 1.
 
     Genomic control, as association studies correct for population structure: a key that
     reaches most popular videos is a slice of the audience, and its typical ratio on them is
@@ -98,7 +102,7 @@ def _inflation(obs: np.ndarray, lam: np.ndarray, k: np.ndarray, t: np.ndarray, n
     key_of = cell // n_tc
     reach = np.bincount(key_of, minlength=n_keys)
     rows = np.flatnonzero(on)[first]
-    for key in np.flatnonzero(2 * reach >= n_pop):
+    for key in np.flatnonzero((2 * reach >= n_pop) & (reach >= MIN_REACH)):
         mine = rows[(key_of == key) & (lam[rows] >= MIN_MEAN)]
         if len(mine):
             out[key] = max(1.0, float(np.median(obs[mine] / lam[mine])))
