@@ -133,6 +133,17 @@ def account_context(columns: Mapping[str, np.ndarray], task_shaped: np.ndarray) 
     return ctx | infra if infra is not None else ctx
 
 
+def _any_fires(fires: Mapping[str, np.ndarray], names: Sequence[str], n: int, *,
+          outside: bool = False) -> np.ndarray:
+    """Rows where any of the ``fires`` columns in ``names`` fires (with ``outside``, any
+    column not in ``names``); ``n`` rows."""
+    out = np.zeros(n, dtype=bool)
+    for c, f in fires.items():
+        if (c not in names) == outside:
+            out |= f
+    return out
+
+
 def collective_fires(columns: Mapping[str, np.ndarray], context: np.ndarray | None
                      ) -> dict[str, np.ndarray]:
     """Per collective column, where it fires as the model sees it (account-level columns only
@@ -176,10 +187,7 @@ def corroborate_structures(columns: Mapping[str, np.ndarray], accounts: np.ndarr
         present = [c for c in names if c in columns]
         if not present:
             continue
-        other = np.zeros(len(codes), dtype=bool)
-        for c, f in fires.items():
-            if c not in names:
-                other |= f
+        other = _any_fires(fires, names, len(codes), outside=True)
         seen = np.bincount(codes[other], minlength=n_acc) > 0
         for c in present:
             rows = np.flatnonzero(fires[c]) if c in fires else np.zeros(0, dtype=np.int64)
@@ -231,10 +239,7 @@ def explain_away(columns: Mapping[str, np.ndarray], fires: Mapping[str, np.ndarr
     member = fires.get("burst_task_surprise")
     if member is None or "burst_excess" not in columns:
         return dict(columns)
-    other = np.zeros(len(member), dtype=bool)
-    for c, f in fires.items():
-        if c not in PILES:
-            other |= f
+    other = _any_fires(fires, PILES, len(member), outside=True)
     accounts = np.asarray(accounts, dtype=np.int64)
     seen = np.bincount(accounts[other], minlength=int(accounts.max(initial=-1)) + 1) > 0
     other &= member
@@ -280,16 +285,8 @@ def organic_floor(columns: Mapping[str, np.ndarray], fires: Mapping[str, np.ndar
       evidence at all.
     """
     n = len(accounts)
-
-    def any_of(names: Sequence[str], *, outside: bool = False) -> np.ndarray:
-        out = np.zeros(n, dtype=bool)
-        for c, f in fires.items():
-            if (c not in names) == outside:
-                out |= f
-        return out
-
-    piles, accts = any_of(PILES), any_of(ACCOUNT_ONLY)
-    rest = any_of((*PILES, *ACCOUNT_ONLY), outside=True)
+    piles, accts = _any_fires(fires, PILES, n), _any_fires(fires, ACCOUNT_ONLY, n)
+    rest = _any_fires(fires, (*PILES, *ACCOUNT_ONLY), n, outside=True)
     alone = np.flatnonzero(piles & ~(accts | rest)) if "burst_excess_low" in columns else \
         np.zeros(0, dtype=np.int64)
     low = np.asarray(columns.get("burst_excess_low", np.zeros(n)), dtype=float)[alone]
