@@ -154,9 +154,11 @@ class InfraDetector(Detector):
         else:
             columns["dev_accounts_surprise"] = np.zeros(n)
             columns["dev_shared"] = np.zeros(n)
+        # Convergence on this engagement's own device, address or range.
+        converges = np.maximum.reduce(
+            [columns["dev_surprise"], columns["ip_surprise"], columns["net_surprise"]])
         # An account that converges from one key converges as an account, wherever it acts.
-        acct_max = feats.per_account_max(np.maximum.reduce(
-            [columns["dev_surprise"], columns["ip_surprise"], columns["net_surprise"]]))
+        acct_max = feats.per_account_max(converges)
         columns["acct_infra_surprise"] = acct_max
         # Not evidence either: the engagement was made on a phone where two or more accounts
         # converge, a farm's phone. Fusion lets account-level evidence apply there. What counts
@@ -165,9 +167,7 @@ class InfraDetector(Detector):
         # world 1058, 123 of their own feed likes flagged); their own likes do not converge.
         if "device_hash" in codes:
             dev = codes["device_hash"]
-            has = (dev >= 0) & (np.maximum.reduce([columns["dev_surprise"],
-                                                    columns["ip_surprise"],
-                                                    columns["net_surprise"]]) > 0)
+            has = (dev >= 0) & (converges > 0)
             farm = np.zeros(n)
             if has.any():
                 per_dev = distinct_per_key(dev[has], acc[has])
@@ -177,8 +177,7 @@ class InfraDetector(Detector):
             columns["dev_farm"] = farm
         else:
             columns["dev_farm"] = np.zeros(n)
-        event = np.maximum.reduce([columns["dev_surprise"], columns["ip_surprise"],
-                                   columns["net_surprise"], columns["dev_accounts_surprise"]])
+        event = np.maximum(converges, columns["dev_accounts_surprise"])
         return Signal(self.name, self.get_params(), columns, squash(event, self.half_surprise))
 
     @staticmethod
